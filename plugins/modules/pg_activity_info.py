@@ -1,0 +1,380 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) incident.response contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: pg_activity_info
+short_description: Assess PostgreSQL connections, lock waits and long transactions
+version_added: 0.1.0
+description:
+  - Reads C(pg_stat_activity) once and reports what an on-call engineer checks first when connections run out
+    or queries pile up; connections by state, sessions waiting on locks and who blocks them, C(max_connections)
+    and utilisation, the oldest transactions and queries, breakdowns by database, user and application.
+  - Returns a O(ignore:status) of C(ok), C(warning) or C(critical) with the reasons, from thresholds that default to
+    check_postgres's (backends at 90% and 95% of C(max_connections)).
+  - Sessions waiting on locks are those with C(wait_event_type = 'Lock'); the C(state = 'waiting') of older
+    runbooks matches no row on any supported PostgreSQL version.
+  - Read only. An unreachable server is a failure with a message naming it; use the returned O(ignore:status) to
+    decide, not the task result.
+author:
+  - incident.response developers
+extends_documentation_fragment:
+  - incident.response.postgres
+attributes:
+  check_mode:
+    support: full
+    description: Read only; runs the same queries in check mode.
+  diff_mode:
+    support: none
+    description: Read only; nothing to diff.
+  idempotent:
+    support: full
+    description: Changes nothing.
+options:
+  connections_warning_pct:
+    description: Utilisation of C(max_connections), in percent, at which the status becomes C(warning).
+    type: float
+    default: 90
+  connections_critical_pct:
+    description: Utilisation of C(max_connections), in percent, at which the status becomes C(critical).
+    type: float
+    default: 95
+  lock_waiters_warning:
+    description: Number of sessions waiting on locks at which the status becomes C(warning).
+    type: int
+    default: 5
+  lock_waiters_critical_pct:
+    description:
+      - Sessions waiting on locks, as a percentage of C(max_connections), at which the status becomes C(critical)
+        (the pg_tviews emergency runbook's 80%).
+    type: float
+    default: 80
+  idle_in_transaction_age:
+    description:
+      - Sessions idle in transaction for at least this long are listed in RV(long_idle_in_transaction)
+        and make the status C(warning).
+      - Seconds, or a duration such as V(30m) or V(1h30m). The runbooks use 30 minutes.
+    type: raw
+    default: 30m
+  long_query_age:
+    description:
+      - Active queries running for at least this long are listed in RV(long_running_queries) and make the status
+        C(warning). Seconds or a duration such as V(5m).
+    type: raw
+    default: 5m
+  databases:
+    description:
+      - Only count sessions connected to these databases (for example the application's database, as in the
+        runbooks' C(WHERE datname = ...)). Utilisation is always of the whole server.
+    type: list
+    elements: str
+  top:
+    description: How many sessions to list in RV(oldest_transactions) and RV(oldest_queries).
+    type: int
+    default: 10
+  query_excerpt_length:
+    description: Query texts are cut to this many characters (and passwords in them masked).
+    type: int
+    default: 200
+seealso:
+  - module: incident.response.pg_backends
+notes:
+  - Only client backends are counted in the breakdowns; background processes count toward utilisation as
+    PostgreSQL counts them.
+  - Without C(pg_read_all_stats) (part of C(pg_monitor)), other roles' query texts read C(<insufficient privilege>).
+'''
+
+EXAMPLES = r'''
+- name: Assess connections on the application's database
+  incident.response.pg_activity_info:
+    login_host: db.example.com
+    login_user: monitoring
+    login_password: "{{ vault_pg_monitoring_password }}"
+    databases: [schedgen]
+  register: activity
+
+- name: Stop when the server is not under pressure
+  ansible.builtin.meta: end_play
+  when: activity.status == 'ok'
+
+- name: Tighter thresholds, from PGHOST/PGUSER/PGPASSWORD in the environment
+  incident.response.pg_activity_info:
+    connections_warning_pct: 80
+    idle_in_transaction_age: 10m
+'''
+
+RETURN = r'''
+status:
+  description: C(ok), C(warning) or C(critical), the worst of the thresholds crossed.
+  returned: always
+  type: str
+  sample: critical
+reasons:
+  description: One sentence per threshold crossed.
+  returned: always
+  type: list
+  elements: str
+  sample: ["3 sessions idle in transaction for at least 30m"]
+server_version:
+  description: Server version, major.minor.
+  returned: always
+  type: str
+  sample: "15.8"
+connections:
+  description: Connection counts and capacity.
+  returned: always
+  type: dict
+  contains:
+    total:
+      description: All backends, background processes included.
+      type: int
+    client_backends:
+      description: Client sessions (in O(databases) when given).
+      type: int
+    max_connections:
+      description: The server's C(max_connections).
+      type: int
+    superuser_reserved_connections:
+      description: Slots kept for superusers.
+      type: int
+    reserved_connections:
+      description: Slots kept for C(pg_use_reserved_connections) (PostgreSQL 16 and newer, else 0).
+      type: int
+    available:
+      description: Slots left for ordinary roles.
+      type: int
+    utilisation_pct:
+      description: Client backends of the whole server as a percentage of C(max_connections).
+      type: float
+    by_state:
+      description: Client sessions per state.
+      type: dict
+      sample: {"active": 1, "idle": 4, "idle in transaction": 5, "idle in transaction (aborted)": 0}
+  sample: {"total": 15, "client_backends": 10, "max_connections": 100, "utilisation_pct": 10.0}
+lock_waiters:
+  description: Sessions waiting on a lock (C(wait_event_type = 'Lock')), in the shape of RV(oldest_transactions).
+  returned: always
+  type: list
+  elements: dict
+blocking_chains:
+  description: One entry per blocking session, with the sessions it blocks (C(pg_blocking_pids)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"blocker": {"pid": 4711, "state": "idle in transaction"}, "blocked_pids": [4720, 4721]}]
+oldest_transactions:
+  description: The O(top) oldest open transactions.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"pid": 4711, "datname": "scheduler", "usename": "app", "application_name": "api",
+            "client_addr": "127.0.0.1", "backend_type": "client backend", "state": "idle in transaction",
+            "wait_event_type": "Client", "wait_event": "ClientRead", "state_age_seconds": 1830.2,
+            "xact_age_seconds": 1831.0, "query_age_seconds": 1830.3, "blocked_by": [], "query_id": null,
+            "query": "INSERT INTO audit_log ..."}]
+oldest_queries:
+  description: The O(top) longest-running active queries.
+  returned: always
+  type: list
+  elements: dict
+long_idle_in_transaction:
+  description: Sessions idle in transaction for at least O(idle_in_transaction_age).
+  returned: always
+  type: list
+  elements: dict
+long_running_queries:
+  description: Active queries running for at least O(long_query_age).
+  returned: always
+  type: list
+  elements: dict
+by_database:
+  description: Client sessions per database.
+  returned: always
+  type: dict
+  sample: {"scheduler": 8, "postgres": 2}
+by_user:
+  description: Client sessions per role.
+  returned: always
+  type: dict
+by_application:
+  description: Client sessions per application_name (empty names as C("")).
+  returned: always
+  type: dict
+thresholds:
+  description: The thresholds applied, ages in seconds.
+  returned: always
+  type: dict
+executed_queries:
+  description: The statements run.
+  returned: always
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.incident.response.plugins.module_utils._common import (
+    DurationError,
+    StatusBuilder,
+    format_duration,
+    parse_duration,
+    plural,
+)
+from ansible_collections.incident.response.plugins.module_utils._postgres import (
+    CLIENT_STATES,
+    IDLE_IN_TRANSACTION_STATES,
+    PgClient,
+    is_client_backend,
+    postgres_common_argument_spec,
+    session_view,
+)
+
+
+def count_by(rows, key):
+    counts = {}
+    for row in rows:
+        name = row.get(key) or ''
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def assess(rows, limits, thresholds, databases=None, top=10, excerpt_length=200):
+    """Pure assessment of pg_stat_activity rows (see PgClient.activity) against thresholds."""
+    clients_all = [r for r in rows if is_client_backend(r) and not r.get('is_self')]
+    clients = [r for r in clients_all if not databases or r['datname'] in databases]
+    by_state = dict((state, 0) for state in CLIENT_STATES[:4])
+    for row in clients:
+        by_state[row['state'] or 'unknown'] = by_state.get(row['state'] or 'unknown', 0) + 1
+
+    max_conn = limits['max_connections']
+    # Our own session is not part of the incident; count everyone else like check_postgres does.
+    used = len([r for r in rows if not r.get('is_self') and r['backend_type'] == 'client backend'])
+    utilisation = round(100.0 * used / max_conn, 1) if max_conn else 0.0
+    available = max_conn - limits['superuser_reserved_connections'] - limits['reserved_connections'] - used
+
+    def view(row):
+        return session_view(row, excerpt_length)
+
+    lock_waiters = [r for r in clients if r['wait_event_type'] == 'Lock']
+    blockers = {}
+    for row in clients:
+        for blocker in row.get('blocked_by') or []:
+            blockers.setdefault(blocker, []).append(row['pid'])
+    by_pid = dict((r['pid'], r) for r in rows)
+    blocking_chains = []
+    for blocker_pid in sorted(blockers):
+        blocker = by_pid.get(blocker_pid)
+        blocking_chains.append(dict(
+            blocker=view(blocker) if blocker else dict(pid=blocker_pid),
+            blocked_pids=sorted(blockers[blocker_pid]),
+        ))
+
+    in_xact = sorted([r for r in clients if r['xact_age'] is not None], key=lambda r: -r['xact_age'])
+    active = sorted([r for r in clients if r['state'] == 'active' and r['query_age'] is not None],
+                    key=lambda r: -r['query_age'])
+    idle_age = thresholds['idle_in_transaction_age']
+    query_age = thresholds['long_query_age']
+    long_idle = [r for r in clients if r['state'] in IDLE_IN_TRANSACTION_STATES
+                 and r['state_age'] is not None and r['state_age'] >= idle_age]
+    long_queries = [r for r in active if r['query_age'] >= query_age]
+
+    status = StatusBuilder()
+    status.check(utilisation, thresholds['connections_warning_pct'], thresholds['connections_critical_pct'],
+                 'connections at %%(value)s%%%% of max_connections %d (%%(level)s at %%(threshold)s%%%%)' % max_conn)
+    lock_critical = max_conn * thresholds['lock_waiters_critical_pct'] / 100.0
+    status.check(len(lock_waiters), thresholds['lock_waiters_warning'], lock_critical,
+                 '%(value)s sessions waiting on locks (%(level)s at %(threshold)s)')
+    if long_idle:
+        status.add('warning', '%s idle in transaction for at least %s'
+                   % (plural(len(long_idle), 'session'), format_duration(idle_age)))
+    if long_queries:
+        status.add('warning', '%s running for at least %s'
+                   % (plural(len(long_queries), 'query', 'queries'), format_duration(query_age)))
+
+    return dict(
+        status=status.status,
+        reasons=status.reasons,
+        connections=dict(
+            total=len([r for r in rows if not r.get('is_self')]),
+            client_backends=len(clients),
+            max_connections=max_conn,
+            superuser_reserved_connections=limits['superuser_reserved_connections'],
+            reserved_connections=limits['reserved_connections'],
+            available=available,
+            utilisation_pct=utilisation,
+            by_state=by_state,
+        ),
+        lock_waiters=[view(r) for r in lock_waiters],
+        blocking_chains=blocking_chains,
+        oldest_transactions=[view(r) for r in in_xact[:top]],
+        oldest_queries=[view(r) for r in active[:top]],
+        long_idle_in_transaction=[view(r) for r in long_idle],
+        long_running_queries=[view(r) for r in long_queries],
+        by_database=count_by(clients, 'datname'),
+        by_user=count_by(clients, 'usename'),
+        by_application=count_by(clients, 'application_name'),
+    )
+
+
+def main():
+    argument_spec = postgres_common_argument_spec()
+    argument_spec.update(
+        connections_warning_pct=dict(type='float', default=90),
+        connections_critical_pct=dict(type='float', default=95),
+        lock_waiters_warning=dict(type='int', default=5),
+        lock_waiters_critical_pct=dict(type='float', default=80),
+        idle_in_transaction_age=dict(type='raw', default='30m'),
+        long_query_age=dict(type='raw', default='5m'),
+        databases=dict(type='list', elements='str'),
+        top=dict(type='int', default=10),
+        query_excerpt_length=dict(type='int', default=200),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+
+    try:
+        thresholds = dict(
+            connections_warning_pct=p['connections_warning_pct'],
+            connections_critical_pct=p['connections_critical_pct'],
+            lock_waiters_warning=p['lock_waiters_warning'],
+            lock_waiters_critical_pct=p['lock_waiters_critical_pct'],
+            idle_in_transaction_age=parse_duration(p['idle_in_transaction_age'], 'idle_in_transaction_age'),
+            long_query_age=parse_duration(p['long_query_age'], 'long_query_age'),
+        )
+    except DurationError as exc:
+        module.fail_json(msg=str(exc))
+    for name in ('connections_warning_pct', 'connections_critical_pct', 'lock_waiters_critical_pct'):
+        if not 0 <= p[name] <= 100:
+            module.fail_json(msg='%s must be between 0 and 100, got %s' % (name, p[name]))
+    if p['connections_warning_pct'] > p['connections_critical_pct']:
+        module.fail_json(msg='connections_warning_pct (%s) must not exceed connections_critical_pct (%s)'
+                         % (p['connections_warning_pct'], p['connections_critical_pct']))
+    for name in ('lock_waiters_warning', 'top', 'query_excerpt_length'):
+        if p[name] < 0:
+            module.fail_json(msg='%s must not be negative, got %s' % (name, p[name]))
+
+    client = PgClient(module)
+    limits = client.connection_limits()
+    rows = client.activity()
+    client.close()
+
+    result = assess(rows, limits, thresholds, databases=p['databases'], top=p['top'],
+                    excerpt_length=p['query_excerpt_length'])
+    result.update(
+        changed=False,
+        server_version=client.version_string,
+        thresholds=thresholds,
+        executed_queries=client.executed_queries,
+    )
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

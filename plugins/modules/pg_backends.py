@@ -1,0 +1,411 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) incident.response contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: pg_backends
+short_description: Cancel or terminate the PostgreSQL backends that match filters, within guardrails
+version_added: 0.1.0
+description:
+  - Selects client backends of C(pg_stat_activity) with filters (state, minimum ages, database, user,
+    application, query pattern, wait event type, pids; every filter given must match) and cancels their
+    current query (C(pg_cancel_backend)) or terminates them (C(pg_terminate_backend)).
+  - "Guardrails inside the module: it never touches its own session or non-client backends (autovacuum,
+    walsender, background and parallel workers); never members of O(protected_roles), roles with the
+    REPLICATION attribute (O(protect_replication)) or O(protected_applications); needs at least one filter;
+    and refuses, listing them, when more than O(max_backends) backends match."
+  - Check mode returns the exact list it would signal and signals nothing.
+  - With O(wait=true), waits until the signalled backends no longer match the filters (terminated backends are
+    gone, cancelled queries have stopped) and reports those that still do in RV(remaining).
+  - Idempotent; a second run finds nothing left to do.
+  - Cancelling a session that is idle in transaction does not end its transaction; terminate it instead
+    (the pg_tviews checklist's C(pg_cancel_backend) on C(idle in transaction) sessions does nothing).
+author:
+  - incident.response developers
+extends_documentation_fragment:
+  - incident.response.postgres
+  - incident.response.wait
+attributes:
+  check_mode:
+    support: full
+    description: Returns the backends it would signal in RV(backends) and RV(actions); signals nothing.
+  diff_mode:
+    support: full
+    description: The pids matching before and after.
+  idempotent:
+    support: full
+    description: Signalled backends stop matching, so a second run finds nothing to do.
+options:
+  action:
+    description:
+      - V(cancel) stops the backend's current query; V(terminate) ends the session and rolls back its transaction.
+    type: str
+    required: true
+    choices: [cancel, terminate]
+  states:
+    description: Only backends in one of these states.
+    type: list
+    elements: str
+    choices: [active, idle, idle in transaction, idle in transaction (aborted), fastpath function call, disabled]
+  min_state_age:
+    description:
+      - Only backends whose state has not changed for at least this long (C(state_change)).
+      - Seconds, or a duration such as V(30m), V(1h30m), V(45s).
+    type: raw
+  min_xact_age:
+    description: Only backends whose transaction is at least this old (C(xact_start)). Seconds or a duration.
+    type: raw
+  min_query_age:
+    description: Only backends whose current or last query started at least this long ago (C(query_start)).
+    type: raw
+  datnames:
+    description: Only backends connected to one of these databases.
+    type: list
+    elements: str
+  usenames:
+    description: Only backends of one of these roles.
+    type: list
+    elements: str
+  application_names:
+    description: Only backends with one of these C(application_name)s.
+    type: list
+    elements: str
+  query_pattern:
+    description:
+      - Only backends whose query text matches this regular expression (Python syntax, searched anywhere in
+        the text). Matched by the module, never pasted into SQL.
+    type: str
+  wait_event_types:
+    description: Only backends waiting on one of these kinds of event (V(Lock) for lock waits).
+    type: list
+    elements: str
+    choices: [Activity, BufferPin, Client, Extension, InjectionPoint, IO, IPC, Lock, LWLock, Timeout]
+  pids:
+    description: Only these backend pids.
+    type: list
+    elements: int
+  max_backends:
+    description:
+      - Refuse to act, listing the matches, when more than this many backends match.
+        A cap on the blast radius of a wrong filter.
+    type: int
+    default: 20
+  protected_roles:
+    description:
+      - Backends of these roles, or of members of these roles, are never signalled.
+      - The default protects monitoring agents (members of C(pg_monitor)).
+    type: list
+    elements: str
+    default: [pg_monitor]
+  protect_replication:
+    description: Never signal backends of roles with the REPLICATION attribute that are not superusers.
+    type: bool
+    default: true
+  protected_applications:
+    description: Backends with these C(application_name)s are never signalled.
+    type: list
+    elements: str
+    default: [pg_basebackup, pg_dump, pg_dumpall, pg_receivewal, pg_recvlogical, postgres_exporter]
+  query_excerpt_length:
+    description: Query texts in the result are cut to this many characters (and passwords in them masked).
+    type: int
+    default: 200
+seealso:
+  - module: incident.response.pg_activity_info
+notes:
+  - Signalling another role's backend needs a superuser or a member of C(pg_signal_backend); only a superuser
+    may signal a superuser's backend. The module checks this before signalling anything and fails, naming the
+    backends, instead of acting on part of them.
+'''
+
+EXAMPLES = r'''
+- name: Show which sessions idle in transaction for 30 minutes would be ended (run with --check)
+  incident.response.pg_backends:
+    action: terminate
+    states: [idle in transaction, idle in transaction (aborted)]
+    min_state_age: 30m
+    datnames: [schedgen]
+  check_mode: true
+  register: plan
+
+- name: Terminate them, at most 10, and wait until they are gone
+  incident.response.pg_backends:
+    action: terminate
+    states: [idle in transaction, idle in transaction (aborted)]
+    min_state_age: 30m
+    datnames: [schedgen]
+    max_backends: 10
+    wait_timeout: 60
+
+- name: Cancel refresh queries running for more than 5 minutes
+  incident.response.pg_backends:
+    action: cancel
+    states: [active]
+    min_query_age: 5m
+    query_pattern: 'pg_tviews_refresh'
+'''
+
+RETURN = r'''
+changed:
+  description: Whether any backend was signalled (or, in check mode, would be).
+  returned: always
+  type: bool
+backends:
+  description: The backends that match the filters and are not protected; those signalled, or to be signalled.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"pid": 4711, "datname": "scheduler", "usename": "app", "application_name": "api",
+            "client_addr": "127.0.0.1", "backend_type": "client backend", "state": "idle in transaction",
+            "wait_event_type": "Client", "wait_event": "ClientRead", "state_age_seconds": 1830.2,
+            "xact_age_seconds": 1831.0, "query_age_seconds": 1830.3, "blocked_by": [], "query_id": null,
+            "query": "INSERT INTO audit_log ..."}]
+protected:
+  description: Backends that match the filters but were left alone, each with a C(reason).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"pid": 4800, "usename": "monitoring", "application_name": "postgres_exporter",
+            "reason": "protected role (member of pg_monitor)"}]
+actions:
+  description: One entry per backend, C(done) false in check mode.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"action": "terminate", "target": "pid 4711", "done": true,
+            "detail": {"usename": "app", "datname": "scheduler", "state": "idle in transaction"}}]
+signalled:
+  description: Pids the server accepted a signal for (empty in check mode).
+  returned: always
+  type: list
+  elements: int
+remaining:
+  description: Signalled pids that still matched the filters when the wait ended (empty when all stopped).
+  returned: always
+  type: list
+  elements: int
+wait_seconds:
+  description: How long the module waited.
+  returned: when O(wait=true) and something was signalled
+  type: float
+summary:
+  description: One line saying what was (or would be) done.
+  returned: always
+  type: str
+  sample: "terminated 5 backends (0 still present after 1.0s); 1 protected backend left alone"
+diff:
+  description: The matching pids before and after (with C(--diff)).
+  returned: when diff mode is on
+  type: dict
+executed_queries:
+  description: The statements run, signals included.
+  returned: always
+  type: list
+  elements: str
+'''
+
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.incident.response.plugins.module_utils._common import (
+    WAIT_ARGUMENT_SPEC,
+    DurationError,
+    format_duration,
+    make_action,
+    parse_duration,
+    plural,
+    validate_wait_args,
+    wait_until,
+)
+from ansible_collections.incident.response.plugins.module_utils._postgres import (
+    CLIENT_STATES,
+    WAIT_EVENT_TYPES,
+    BackendCriteria,
+    PgClient,
+    postgres_common_argument_spec,
+    protection_reason,
+    session_view,
+)
+
+SIGNAL_FUNCTION = dict(cancel='pg_catalog.pg_cancel_backend', terminate='pg_catalog.pg_terminate_backend')
+PAST_TENSE = dict(cancel='cancelled', terminate='terminated')
+
+
+def build_criteria(params):
+    """Turn module parameters into BackendCriteria; raises ValueError with a clear message."""
+    ages = {}
+    for name in ('min_state_age', 'min_xact_age', 'min_query_age'):
+        ages[name] = parse_duration(params.get(name), name)
+    pattern = None
+    if params.get('query_pattern') is not None:
+        try:
+            pattern = re.compile(params['query_pattern'])
+        except re.error as exc:
+            raise ValueError('query_pattern %r is not a valid regular expression: %s' % (params['query_pattern'], exc))
+    return BackendCriteria(
+        states=params.get('states'),
+        datnames=params.get('datnames'),
+        usenames=params.get('usenames'),
+        application_names=params.get('application_names'),
+        query_pattern=pattern,
+        wait_event_types=params.get('wait_event_types'),
+        pids=params.get('pids'),
+        **ages
+    )
+
+
+def select_backends(rows, criteria, protected_applications, protect_replication):
+    """Split pg_stat_activity rows into (targets, protected) for the criteria."""
+    targets, protected = [], []
+    for row in rows:
+        if row.get('is_self') or not criteria.matches(row):
+            continue
+        reason = protection_reason(row, protected_applications, protect_replication)
+        if reason:
+            if not row.get('is_self') and row['backend_type'] == 'client backend':
+                protected.append((row, reason))
+            continue
+        targets.append(row)
+    return targets, protected
+
+
+def permission_problems(role, targets):
+    """Backends this role may not signal: PostgreSQL would refuse them one by one, so refuse up front."""
+    if role['superuser']:
+        return []
+    problems = []
+    for row in targets:
+        if row.get('is_superuser'):
+            problems.append('pid %s belongs to superuser %s' % (row['pid'], row['usename']))
+        elif row['usename'] != role['name'] and not role['signal_backend']:
+            problems.append('pid %s belongs to %s' % (row['pid'], row['usename']))
+    return problems
+
+
+def main():
+    argument_spec = postgres_common_argument_spec()
+    argument_spec.update(WAIT_ARGUMENT_SPEC)
+    argument_spec.update(
+        action=dict(type='str', required=True, choices=['cancel', 'terminate']),
+        states=dict(type='list', elements='str', choices=list(CLIENT_STATES)),
+        min_state_age=dict(type='raw'),
+        min_xact_age=dict(type='raw'),
+        min_query_age=dict(type='raw'),
+        datnames=dict(type='list', elements='str'),
+        usenames=dict(type='list', elements='str'),
+        application_names=dict(type='list', elements='str'),
+        query_pattern=dict(type='str'),
+        wait_event_types=dict(type='list', elements='str', choices=list(WAIT_EVENT_TYPES)),
+        pids=dict(type='list', elements='int'),
+        max_backends=dict(type='int', default=20),
+        protected_roles=dict(type='list', elements='str', default=['pg_monitor']),
+        protect_replication=dict(type='bool', default=True),
+        protected_applications=dict(type='list', elements='str',
+                                    default=['pg_basebackup', 'pg_dump', 'pg_dumpall', 'pg_receivewal',
+                                             'pg_recvlogical', 'postgres_exporter']),
+        query_excerpt_length=dict(type='int', default=200),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    validate_wait_args(module)
+    if p['max_backends'] < 1:
+        module.fail_json(msg='max_backends must be at least 1, got %s' % p['max_backends'])
+    try:
+        criteria = build_criteria(p)
+    except (DurationError, ValueError) as exc:
+        module.fail_json(msg=str(exc))
+    if criteria.is_empty():
+        module.fail_json(msg='pg_backends needs at least one filter (states, min_*_age, datnames, usenames, '
+                             'application_names, query_pattern, wait_event_types or pids): refusing to %s every '
+                             'client backend' % p['action'])
+
+    client = PgClient(module)
+    excerpt_length = p['query_excerpt_length']
+    protected_apps = p['protected_applications'] or []
+
+    def current_matches():
+        rows = client.activity(p['protected_roles'] or [])
+        return select_backends(rows, criteria, protected_apps, p['protect_replication'])
+
+    targets, protected = current_matches()
+    result = dict(
+        changed=False,
+        backends=[session_view(r, excerpt_length) for r in targets],
+        protected=[dict(session_view(r, excerpt_length), reason=reason) for r, reason in protected],
+        actions=[],
+        signalled=[],
+        remaining=[],
+    )
+
+    if len(targets) > p['max_backends']:
+        client.fail('refusing to %s %d backends: more than max_backends=%d match; narrow the filters or raise '
+                    'max_backends. Matching pids: %s'
+                    % (p['action'], len(targets), p['max_backends'], ', '.join(str(r['pid']) for r in targets)),
+                    backends=result['backends'])
+
+    role = client.current_role()
+    problems = permission_problems(role, targets)
+    if problems:
+        client.fail('role %s may not %s %d of the matching backends (needs superuser or pg_signal_backend): %s'
+                    % (role['name'], p['action'], len(problems), '; '.join(problems)), backends=result['backends'])
+
+    def detail(row):
+        view = session_view(row, excerpt_length)
+        return dict((k, view[k]) for k in ('usename', 'datname', 'application_name', 'state',
+                                           'state_age_seconds', 'xact_age_seconds', 'query_age_seconds', 'query'))
+
+    before_pids = [r['pid'] for r in targets]
+    for row in targets:
+        entry = make_action(p['action'], 'pid %s' % row['pid'], detail(row))
+        if not module.check_mode:
+            answer = client.query_one('SELECT %s(%%s) AS ok' % SIGNAL_FUNCTION[p['action']], (row['pid'],))
+            entry['done'] = bool(answer and answer['ok'])
+            if entry['done']:
+                result['signalled'].append(row['pid'])
+            else:
+                entry['error'] = 'backend had already ended'
+        result['actions'].append(entry)
+    result['changed'] = bool(targets)
+
+    after_pids = before_pids
+    if result['signalled'] and p['wait']:
+        signalled = set(result['signalled'])
+
+        def all_stopped():
+            still = [r['pid'] for r in current_matches()[0] if r['pid'] in signalled]
+            all_stopped.remaining = still
+            return not still
+        all_stopped.remaining = sorted(signalled)
+        _ok, elapsed, _last = wait_until(all_stopped, p['wait_timeout'], p['wait_sleep'])
+        result['remaining'] = sorted(all_stopped.remaining)
+        result['wait_seconds'] = elapsed
+        after_pids = result['remaining']
+    elif result['signalled']:
+        after_pids = [r['pid'] for r in current_matches()[0]]
+    client.close()
+
+    verb = PAST_TENSE[p['action']] if not module.check_mode else 'would %s' % p['action']
+    summary = '%s %s' % (verb, plural(len(targets), 'backend'))
+    if 'wait_seconds' in result:
+        summary += ' (%d still present after %s)' % (len(result['remaining']), format_duration(result['wait_seconds']))
+    if not targets:
+        summary = 'no backend matches; nothing to %s' % p['action']
+    if protected:
+        summary += '; %s left alone' % plural(len(protected), 'protected backend')
+    result['summary'] = summary
+    if module._diff:
+        result['diff'] = dict(before=dict(pids=before_pids), after=dict(pids=after_pids if not module.check_mode else []))
+    result['executed_queries'] = client.executed_queries
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
