@@ -1,0 +1,101 @@
+"""Argument handling of the modules: bad input ends in one clear message, before any connection."""
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.incident.response.plugins.module_utils import _postgres
+from ansible_collections.incident.response.plugins.modules import pg_activity_info, pg_backends
+
+
+class Failed(Exception):
+    pass
+
+
+class Exited(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def no_exit(monkeypatch):
+    def fail_json(self, **kwargs):
+        raise Failed(kwargs)
+
+    def exit_json(self, **kwargs):
+        raise Exited(kwargs)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
+
+
+@pytest.fixture
+def no_connection(monkeypatch):
+    """Any attempt to reach a server is a test failure: argument errors must come first."""
+    def refuse(*args, **kwargs):
+        raise AssertionError('the module tried to connect before validating its arguments')
+    monkeypatch.setattr(_postgres.PgClient, '__init__', refuse)
+
+
+def run(module, args):
+    with patch_module_args(args):
+        with pytest.raises((Failed, Exited)) as info:
+            module.main()
+    return info.type, info.value.args[0]
+
+
+@pytest.mark.parametrize('args, message', [
+    (dict(action='terminate'), 'needs at least one filter'),
+    (dict(action='terminate', query_pattern='(unclosed'), "query_pattern '(unclosed' is not a valid regular"),
+    (dict(action='cancel', min_state_age='-5m'), 'min_state_age: must not be negative'),
+    (dict(action='cancel', min_xact_age='soon'), "min_xact_age: 'soon' is not a duration"),
+    (dict(action='cancel', states=['idle'], max_backends=0), 'max_backends must be at least 1'),
+    (dict(action='cancel', states=['idle'], wait_timeout=-1), 'wait_timeout must not be negative'),
+    (dict(action='cancel', states=['waiting']), 'value of states must be one or more of'),
+    (dict(action='kill', states=['idle']), 'value of action must be one of'),
+    (dict(action='cancel', wait_event_types=['lock']), 'value of wait_event_types must be one or more of'),
+    (dict(states=['idle']), 'missing required arguments: action'),
+])
+def test_pg_backends_bad_input_fails_with_one_clear_message(no_connection, args, message):
+    kind, result = run(pg_backends, args)
+    assert kind is Failed
+    assert message in result['msg']
+
+
+@pytest.mark.parametrize('args, message', [
+    (dict(connections_warning_pct=150), 'connections_warning_pct must be between 0 and 100'),
+    (dict(connections_warning_pct=96), 'must not exceed connections_critical_pct'),
+    (dict(idle_in_transaction_age='-1'), 'idle_in_transaction_age: must not be negative'),
+    (dict(long_query_age='five minutes'), "long_query_age: 'five minutes' is not a duration"),
+    (dict(top=-1), 'top must not be negative'),
+])
+def test_pg_activity_info_bad_input(no_connection, args, message):
+    kind, result = run(pg_activity_info, args)
+    assert kind is Failed
+    assert message in result['msg']
+
+
+def test_missing_psycopg2_names_the_library_and_where_it_belongs(monkeypatch):
+    monkeypatch.setattr(_postgres, 'HAS_PSYCOPG2', False)
+    monkeypatch.setattr(_postgres, 'PSYCOPG2_IMPORT_ERROR', 'ImportError: No module named psycopg2')
+    kind, result = run(pg_activity_info, {})
+    assert kind is Failed
+    assert 'psycopg2' in result['msg'] and 'the target' in result['msg']
+
+
+def test_connection_options_fall_back_to_pg_environment(monkeypatch):
+    seen = {}
+
+    def fake_init(self, module, autocommit=True):
+        seen.update(module.params)
+        raise Exited({})
+    monkeypatch.setattr(_postgres.PgClient, '__init__', fake_init)
+    for name, value in dict(PGHOST='db.example.com', PGPORT='6543', PGUSER='ops', PGPASSWORD='pw',
+                            PGDATABASE='app').items():
+        monkeypatch.setenv(name, value)
+    run(pg_activity_info, {})
+    assert (seen['login_host'], seen['login_port'], seen['login_user'], seen['login_password'], seen['login_db']) == \
+        ('db.example.com', 6543, 'ops', 'pw', 'app')
+
+
+def test_password_is_no_log():
+    spec = _postgres.postgres_common_argument_spec()
+    assert spec['login_password']['no_log'] is True
