@@ -204,6 +204,8 @@ class PgClient(object):
 
         Columns that appeared in PostgreSQL 13 (``leader_pid``) and 14 (``query_id``) are
         selected only where they exist; earlier versions are refused at connect time.
+        ``pg_has_role()`` is true for a superuser and any role, so a superuser counts as
+        protected only when it is itself one of the protected roles.
         """
         extra = ['a.leader_pid']
         if self.version_at_least(14):
@@ -223,7 +225,6 @@ SELECT a.pid, a.datname, a.usename, a.application_name,
        ARRAY(SELECT p.rolname FROM pg_catalog.pg_roles p
              WHERE p.rolname = ANY(%(protected)s) AND a.usesysid IS NOT NULL
                AND (p.oid = a.usesysid
-                    -- pg_has_role() is true for superusers and every role: count real membership only
                     OR (NOT COALESCE(r.rolsuper, false)
                         AND pg_catalog.pg_has_role(a.usesysid, p.oid, 'MEMBER')))) AS protected_by_roles,
        {extra}
@@ -265,8 +266,26 @@ def session_view(row, excerpt_length=200):
     )
 
 
+def hidden_sessions_warning(rows, login_user):
+    """A warning when the role cannot see other roles' session details (no pg_read_all_stats).
+
+    PostgreSQL hides state and query of other roles' sessions from such a role: those sessions
+    can match no state, age or query filter, so the operator must know they were not considered.
+    """
+    hidden = [r for r in rows if is_hidden(r)]
+    if not hidden:
+        return None
+    return ('role %s cannot see the state and query of %d sessions of other roles (grant it pg_read_all_stats '
+            'or pg_monitor); they were not considered' % (login_user, len(hidden)))
+
+
 def is_client_backend(row):
     return row['backend_type'] == 'client backend'
+
+
+def is_hidden(row):
+    """A session of another role whose details PostgreSQL hides from us (backend_type reads NULL)."""
+    return row['backend_type'] is None and row['datname'] is not None and not row.get('is_self')
 
 
 class BackendCriteria(object):
@@ -330,6 +349,8 @@ def protection_reason(row, protected_applications=(), protect_replication=True):
     """
     if row.get('is_self'):
         return 'own session'
+    if is_hidden(row):
+        return 'details hidden from this role (it needs pg_read_all_stats)'
     if not is_client_backend(row):
         return 'not a client backend (%s)' % row['backend_type']
     if row.get('protected_by_roles'):

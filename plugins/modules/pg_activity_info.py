@@ -232,6 +232,7 @@ from ansible_collections.incident.response.plugins.module_utils._postgres import
     IDLE_IN_TRANSACTION_STATES,
     PgClient,
     is_client_backend,
+    hidden_sessions_warning,
     postgres_common_argument_spec,
     session_view,
 )
@@ -364,6 +365,9 @@ def main():
     limits = client.connection_limits()
     rows = client.activity()
     client.close()
+    hidden = hidden_sessions_warning(rows, p['login_user'])
+    if hidden:
+        module.warn(hidden)
 
     result = assess(rows, limits, thresholds, databases=p['databases'], top=p['top'],
                     excerpt_length=p['query_excerpt_length'])

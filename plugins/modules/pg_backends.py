@@ -230,6 +230,9 @@ from ansible_collections.incident.response.plugins.module_utils._postgres import
     WAIT_EVENT_TYPES,
     BackendCriteria,
     PgClient,
+    hidden_sessions_warning,
+    is_client_backend,
+    is_hidden,
     postgres_common_argument_spec,
     protection_reason,
     session_view,
@@ -270,7 +273,7 @@ def select_backends(rows, criteria, protected_applications, protect_replication)
             continue
         reason = protection_reason(row, protected_applications, protect_replication)
         if reason:
-            if not row.get('is_self') and row['backend_type'] == 'client backend':
+            if is_client_backend(row) or is_hidden(row):
                 protected.append((row, reason))
             continue
         targets.append(row)
@@ -331,11 +334,15 @@ def main():
     excerpt_length = p['query_excerpt_length']
     protected_apps = p['protected_applications'] or []
 
-    def current_matches():
-        rows = client.activity(p['protected_roles'] or [])
+    def current_matches(rows=None):
+        rows = rows if rows is not None else client.activity(p['protected_roles'] or [])
         return select_backends(rows, criteria, protected_apps, p['protect_replication'])
 
-    targets, protected = current_matches()
+    rows = client.activity(p['protected_roles'] or [])
+    targets, protected = current_matches(rows)
+    hidden = hidden_sessions_warning(rows, p['login_user'])
+    if hidden:
+        module.warn(hidden)
     result = dict(
         changed=False,
         backends=[session_view(r, excerpt_length) for r in targets],

@@ -181,3 +181,14 @@ def test_assess_databases_filter_limits_breakdowns_not_utilisation():
     result = assess(rows, LIMITS, THRESHOLDS, databases=['scheduler'])
     assert result['connections']['client_backends'] == 1
     assert result['connections']['utilisation_pct'] == 2.0
+
+
+def test_sessions_hidden_from_the_role_are_protected_and_counted():
+    from ansible_collections.incident.response.plugins.module_utils._postgres import hidden_sessions_warning
+    hidden = backend(5, backend_type=None, state=None, application_name=None, query='<insufficient privilege>')
+    background = backend(6, backend_type=None, datname=None, usename=None, state=None)
+    assert protection_reason(hidden, [], True).startswith('details hidden from this role')
+    targets, protected = select_backends([hidden, background], BackendCriteria(pids=[5, 6]), [], True)
+    assert targets == [] and [r['pid'] for r, _ in protected] == [5]
+    assert 'cannot see the state and query of 1 sessions' in hidden_sessions_warning([hidden, background], 'app')
+    assert hidden_sessions_warning([backend(1)], 'app') is None

@@ -1,0 +1,256 @@
+"""Fixtures for the integration tests: the running lab, ansible runs, real PostgreSQL sessions.
+
+Every test talks to the lab's real services (``make lab-up``); nothing here is mocked.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+import psycopg2
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+LAB_DIR = os.environ.get('INCIDENT_LAB_DIR') or '/var/lib/incident-response-lab'
+BIN = os.path.dirname(os.path.abspath(shutil.which('ansible-playbook') or os.path.join(ROOT, '.venv/bin/x')))
+
+
+def read_lab_env(lab_dir=LAB_DIR):
+    path = os.path.join(lab_dir, 'lab.env')
+    if not os.path.exists(path):
+        pytest.fail('%s not found: start the lab first (make lab-up)' % path)
+    env = {}
+    with open(path) as handle:
+        for line in handle:
+            line = line.strip()
+            if line.startswith('export '):
+                line = line[len('export '):]
+            if '=' in line and not line.startswith('#'):
+                key, value = line.split('=', 1)
+                env[key] = value.strip().strip('"').strip("'")
+    return env
+
+
+@pytest.fixture(scope='session')
+def lab_env():
+    return read_lab_env()
+
+
+@pytest.fixture(scope='session')
+def ansible_env(lab_env):
+    env = dict(os.environ)
+    env.update(lab_env)
+    env['ANSIBLE_CONFIG'] = os.path.join(ROOT, 'ansible.cfg')
+    env['ANSIBLE_NOCOLOR'] = '1'
+    env['ANSIBLE_FORCE_COLOR'] = '0'
+    env['ANSIBLE_DEPRECATION_WARNINGS'] = '0'
+    env['PATH'] = BIN + os.pathsep + env.get('PATH', '')
+    return env
+
+
+class Ansible(object):
+    """Runs modules (ad hoc) and playbooks the way an operator does."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def module(self, name, args, check=False, diff=False, env=None, extra=()):
+        """Run incident.response.<name> on localhost; returns (rc, result dict, output text)."""
+        tree = tempfile.mkdtemp(prefix='ir-tree-')
+        try:
+            cmd = [os.path.join(BIN, 'ansible'), 'localhost', '-i', os.path.join(ROOT, 'inventory', 'lab.yml'),
+                   '-m', 'incident.response.%s' % name, '-a', json.dumps(args), '--tree', tree]
+            if check:
+                cmd.append('--check')
+            if diff:
+                cmd.append('--diff')
+            cmd.extend(extra)
+            run_env = dict(self.env, **(env or {}))
+            proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300)
+            out = proc.stdout + proc.stderr
+            path = os.path.join(tree, 'localhost')
+            result = json.load(open(path)) if os.path.exists(path) else {}
+            return proc.returncode, result, out
+        finally:
+            shutil.rmtree(tree, ignore_errors=True)
+
+    def playbook(self, playbook, extra_vars=None, check=False, env=None, diff=False):
+        """Run a playbook; returns (rc, output text, recap dict of localhost)."""
+        cmd = [os.path.join(BIN, 'ansible-playbook'), '-i', os.path.join(ROOT, 'inventory', 'lab.yml'),
+               os.path.join(ROOT, playbook)]
+        for key, value in (extra_vars or {}).items():
+            cmd.extend(['-e', json.dumps({key: value})])
+        if check:
+            cmd.append('--check')
+        if diff:
+            cmd.append('--diff')
+        run_env = dict(self.env, **(env or {}))
+        proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=900)
+        out = proc.stdout + proc.stderr
+        return proc.returncode, out, parse_recap(out)
+
+
+def parse_recap(output):
+    match = re.search(r'^localhost\s+:\s+(.*)$', output, re.MULTILINE)
+    if not match:
+        return {}
+    return dict((k, int(v)) for k, v in re.findall(r'(\w+)=(\d+)', match.group(1)))
+
+
+@pytest.fixture(scope='session')
+def ansible(ansible_env):
+    return Ansible(ansible_env)
+
+
+class Lab(object):
+    """Direct access to the lab's PostgreSQL, as a DBA with psql would have it."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def connect(self, role='admin', autocommit=True, application_name='pytest'):
+        users = dict(
+            admin=(self.env['PGUSER'], self.env['PGPASSWORD']),
+            app=(self.env['LAB_PG_APP_USER'], self.env['LAB_PG_APP_PASSWORD']),
+            monitoring=(self.env['LAB_PG_MONITOR_USER'], self.env['LAB_PG_MONITOR_PASSWORD']),
+        )
+        user, password = users[role]
+        conn = psycopg2.connect(host=self.env['PGHOST'], port=int(self.env['PGPORT']), user=user,
+                                password=password, dbname=self.env['PGDATABASE'], application_name=application_name)
+        conn.autocommit = autocommit
+        return conn
+
+    def query(self, sql, params=None):
+        conn = self.connect(application_name='pytest-observer')
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else None
+        finally:
+            conn.close()
+
+    def activity(self):
+        """Client backends other than the observer and the modules' own sessions: pid -> state fingerprint."""
+        rows = self.query("""
+            SELECT pid, state, backend_start, xact_start, query_start, state_change, application_name
+            FROM pg_stat_activity
+            WHERE backend_type = 'client backend'
+              AND application_name NOT IN ('pytest-observer', 'incident.response')
+            ORDER BY pid""")
+        return dict((row[0], row[1:]) for row in rows)
+
+    def pids(self, application_name):
+        rows = self.query('SELECT pid FROM pg_stat_activity WHERE application_name = %s ORDER BY pid',
+                          (application_name,))
+        return [row[0] for row in rows]
+
+    def table_digest(self, table):
+        """Row count and an md5 of the whole table: any change shows."""
+        return self.query('SELECT count(*), md5(coalesce(string_agg(t::text, \'|\' ORDER BY t::text), \'\')) '
+                          'FROM %s t' % table)[0]
+
+
+@pytest.fixture(scope='session')
+def lab(lab_env):
+    return Lab(lab_env)
+
+
+class Sessions(object):
+    """Real client sessions held open by the test, closed at the end of the test."""
+
+    def __init__(self, lab):
+        self.lab = lab
+        self.conns = []
+        self.threads = []
+        self.errors = {}
+
+    def idle_in_transaction(self, count, application_name, role='app'):
+        pids = []
+        for _ in range(count):
+            conn = self.lab.connect(role=role, autocommit=False, application_name=application_name)
+            with conn.cursor() as cur:
+                cur.execute('SELECT pg_backend_pid()')
+                pids.append(cur.fetchone()[0])
+                if role == 'app':
+                    cur.execute("INSERT INTO audit_log (actor, action, detail) VALUES (%s, 'pytest', 'held open')",
+                                (application_name,))
+                else:
+                    cur.execute('SELECT count(*) FROM pg_stat_activity')
+            self.conns.append(conn)
+        return pids
+
+    def idle(self, count, application_name, role='app'):
+        pids = []
+        for _ in range(count):
+            conn = self.lab.connect(role=role, autocommit=True, application_name=application_name)
+            with conn.cursor() as cur:
+                cur.execute('SELECT pg_backend_pid()')
+                pids.append(cur.fetchone()[0])
+            self.conns.append(conn)
+        return pids
+
+    def running(self, count, application_name, sql='SELECT pg_sleep(600)', role='app'):
+        """Sessions busy in a query, each in a thread; returns their pids once they are active."""
+        pids = []
+        for _ in range(count):
+            conn = self.lab.connect(role=role, autocommit=True, application_name=application_name)
+            with conn.cursor() as cur:
+                cur.execute('SELECT pg_backend_pid()')
+                pid = cur.fetchone()[0]
+            pids.append(pid)
+            self.conns.append(conn)
+
+            def work(conn=conn, pid=pid):
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute(sql)
+                except psycopg2.Error as exc:
+                    self.errors[pid] = exc.__class__.__name__
+            thread = threading.Thread(target=work, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            states = dict(self.lab.query('SELECT pid, state FROM pg_stat_activity WHERE pid = ANY(%s)', (pids,)))
+            if all(states.get(pid) == 'active' for pid in pids):
+                return pids
+            time.sleep(0.2)
+        raise AssertionError('sessions did not become active: %s' % states)
+
+    def close(self):
+        for conn in self.conns:
+            try:
+                conn.cancel()
+            except psycopg2.Error:
+                pass
+            try:
+                conn.close()
+            except psycopg2.Error:
+                pass
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+
+@pytest.fixture
+def sessions(lab):
+    held = Sessions(lab)
+    yield held
+    held.close()
+
+
+def wait_for_age(seconds):
+    time.sleep(seconds)
+
+
+def assert_clean_failure(rc, result, output, *fragments):
+    """A failure with one clear message: non-zero rc, the fragments in msg, no Python traceback."""
+    assert rc != 0, output
+    msg = result.get('msg', '')
+    for fragment in fragments:
+        assert fragment in msg, 'expected %r in %r' % (fragment, msg)
+    assert 'Traceback' not in msg and 'Traceback' not in output, output
+    assert 'module_stderr' not in result, result
