@@ -24,7 +24,7 @@ description:
   - Read only. An unreachable server is a failure with a message naming it; use the returned O(ignore:status) to
     decide, not the task result.
 author:
-  - incident.response developers
+  - incident.response developers (@incident-response)
 extends_documentation_fragment:
   - incident.response.postgres
 attributes:

@@ -28,7 +28,7 @@ description:
   - Cancelling a session that is idle in transaction does not end its transaction; terminate it instead
     (the pg_tviews checklist's C(pg_cancel_backend) on C(idle in transaction) sessions does nothing).
 author:
-  - incident.response developers
+  - incident.response developers (@incident-response)
 extends_documentation_fragment:
   - incident.response.postgres
   - incident.response.wait

@@ -70,7 +70,7 @@ class Ansible(object):
                 cmd.append('--diff')
             cmd.extend(extra)
             run_env = dict(self.env, **(env or {}))
-            proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300)
+            proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300, check=False)
             out = proc.stdout + proc.stderr
             path = os.path.join(tree, 'localhost')
             result = json.load(open(path)) if os.path.exists(path) else {}
@@ -89,7 +89,7 @@ class Ansible(object):
         if diff:
             cmd.append('--diff')
         run_env = dict(self.env, **(env or {}))
-        proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=900, check=False)
         out = proc.stdout + proc.stderr
         return proc.returncode, out, parse_recap(out)
 
@@ -170,7 +170,7 @@ class Sessions(object):
 
     def idle_in_transaction(self, count, application_name, role='app'):
         pids = []
-        for _ in range(count):
+        for _index in range(count):
             conn = self.lab.connect(role=role, autocommit=False, application_name=application_name)
             with conn.cursor() as cur:
                 cur.execute('SELECT pg_backend_pid()')
@@ -185,7 +185,7 @@ class Sessions(object):
 
     def idle(self, count, application_name, role='app'):
         pids = []
-        for _ in range(count):
+        for _index in range(count):
             conn = self.lab.connect(role=role, autocommit=True, application_name=application_name)
             with conn.cursor() as cur:
                 cur.execute('SELECT pg_backend_pid()')
@@ -196,7 +196,7 @@ class Sessions(object):
     def running(self, count, application_name, sql='SELECT pg_sleep(600)', role='app'):
         """Sessions busy in a query, each in a thread; returns their pids once they are active."""
         pids = []
-        for _ in range(count):
+        for _index in range(count):
             conn = self.lab.connect(role=role, autocommit=True, application_name=application_name)
             with conn.cursor() as cur:
                 cur.execute('SELECT pg_backend_pid()')

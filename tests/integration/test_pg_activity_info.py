@@ -1,8 +1,6 @@
 """pg_activity_info against the lab's PostgreSQL."""
-import threading
 import time
 
-import psycopg2
 import pytest
 
 pytestmark = pytest.mark.integration

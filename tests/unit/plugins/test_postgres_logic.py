@@ -189,6 +189,6 @@ def test_sessions_hidden_from_the_role_are_protected_and_counted():
     background = backend(6, backend_type=None, datname=None, usename=None, state=None)
     assert protection_reason(hidden, [], True).startswith('details hidden from this role')
     targets, protected = select_backends([hidden, background], BackendCriteria(pids=[5, 6]), [], True)
-    assert targets == [] and [r['pid'] for r, _ in protected] == [5]
+    assert targets == [] and [r['pid'] for r, _reason in protected] == [5]
     assert 'cannot see the state and query of 1 sessions' in hidden_sessions_warning([hidden, background], 'app')
     assert hidden_sessions_warning([backend(1)], 'app') is None
