@@ -13,7 +13,7 @@ VARS = dict(pg_connections_idle_in_transaction_age='3s', pg_connections_database
 @pytest.fixture
 def idle_fault(ansible, lab):
     rc, out, _recap = ansible.playbook('playbooks/gameday.yml',
-                                  dict(fault='idle_in_transaction', gameday_sessions=SESSIONS))
+                                       dict(fault='idle_in_transaction', gameday_sessions=SESSIONS))
     assert rc == 0, out
     yield
     rc, out, _recap = ansible.playbook('playbooks/gameday.yml', dict(fault='idle_in_transaction', gameday_action='clear'))
