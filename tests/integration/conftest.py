@@ -63,7 +63,9 @@ class Ansible(object):
         tree = tempfile.mkdtemp(prefix='ir-tree-')
         try:
             cmd = [os.path.join(BIN, 'ansible'), 'localhost', '-i', os.path.join(ROOT, 'inventory', 'lab.yml'),
-                   '-m', 'incident.response.%s' % name, '-a', json.dumps(args), '--tree', tree]
+                   '-m', 'incident.response.%s' % name, '--tree', tree]
+            if args:
+                cmd.extend(['-a', json.dumps(args)])
             if check:
                 cmd.append('--check')
             if diff:
