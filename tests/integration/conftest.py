@@ -2,6 +2,7 @@
 
 Every test talks to the lab's real services (``make lab-up``); nothing here is mocked.
 """
+import collections
 import json
 import os
 import re
@@ -81,7 +82,7 @@ class Ansible(object):
             shutil.rmtree(tree, ignore_errors=True)
 
     def playbook(self, playbook, extra_vars=None, check=False, env=None, diff=False):
-        """Run a playbook; returns (rc, output text, recap dict of localhost)."""
+        """Run a playbook; returns a PlaybookRun (rc, output text, recap dict of localhost)."""
         cmd = [os.path.join(BIN, 'ansible-playbook'), '-i', os.path.join(ROOT, 'inventory', 'lab.yml'),
                os.path.join(ROOT, playbook)]
         for key, value in (extra_vars or {}).items():
@@ -93,7 +94,19 @@ class Ansible(object):
         run_env = dict(self.env, **(env or {}))
         proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=900, check=False)
         out = proc.stdout + proc.stderr
-        return proc.returncode, out, parse_recap(out)
+        # The YAML callback wraps long lines: tests read the output as one line of words.
+        return PlaybookRun(proc.returncode, ' '.join(out.split()), parse_recap(out))
+
+
+class PlaybookRun(collections.namedtuple('PlaybookRun', 'rc output recap')):
+    """rc, output (one line of words), recap of localhost; unpacks as a tuple."""
+
+    @property
+    def changed(self):
+        return self.recap.get('changed')
+
+    def __repr__(self):
+        return 'rc=%s recap=%s\n%s' % (self.rc, self.recap, self.output[-4000:])
 
 
 def parse_recap(output):
@@ -159,6 +172,21 @@ class Lab(object):
 @pytest.fixture(scope='session')
 def lab(lab_env):
     return Lab(lab_env)
+
+
+@pytest.fixture
+def gameday(ansible):
+    """gameday(fault, action='cause', **vars) runs playbooks/gameday.yml; faults it caused are cleared at teardown."""
+    caused = set()
+
+    def run(fault, action='cause', **extra_vars):
+        if action == 'cause':
+            caused.add(fault)
+        return ansible.playbook('playbooks/gameday.yml', dict(extra_vars, fault=fault, gameday_action=action))
+
+    yield run
+    for fault in caused:
+        ansible.playbook('playbooks/gameday.yml', dict(fault=fault, gameday_action='clear'))
 
 
 class Sessions(object):
