@@ -38,6 +38,18 @@ class DurationError(ValueError):
     pass
 
 
+class BackendError(Exception):
+    """A backend (Compose, Kubernetes, ...) could not do what was asked.
+
+    The message is the one line the operator reads: it names the target. ``details``
+    (for example ``cmd``, ``rc``, ``stdout``, ``stderr``) go into the failed result.
+    """
+
+    def __init__(self, msg, **details):
+        super(BackendError, self).__init__(msg)
+        self.details = details
+
+
 def parse_duration(value, name='duration'):
     """Return a duration in seconds (float) or None.
 
