@@ -198,41 +198,36 @@ class Sessions(object):
         self.threads = []
         self.errors = {}
 
+    def open(self, application_name, role='app', autocommit=True):
+        """One real session; returns (connection, backend pid)."""
+        conn = self.lab.connect(role=role, autocommit=autocommit, application_name=application_name)
+        self.conns.append(conn)
+        with conn.cursor() as cur:
+            cur.execute('SELECT pg_backend_pid()')
+            return conn, cur.fetchone()[0]
+
     def idle_in_transaction(self, count, application_name, role='app'):
         pids = []
         for _index in range(count):
-            conn = self.lab.connect(role=role, autocommit=False, application_name=application_name)
+            conn, pid = self.open(application_name, role, autocommit=False)
             with conn.cursor() as cur:
-                cur.execute('SELECT pg_backend_pid()')
-                pids.append(cur.fetchone()[0])
                 if role == 'app':
                     cur.execute("INSERT INTO audit_log (actor, action, detail) VALUES (%s, 'pytest', 'held open')",
                                 (application_name,))
                 else:
                     cur.execute('SELECT count(*) FROM pg_stat_activity')
-            self.conns.append(conn)
+            pids.append(pid)
         return pids
 
     def idle(self, count, application_name, role='app'):
-        pids = []
-        for _index in range(count):
-            conn = self.lab.connect(role=role, autocommit=True, application_name=application_name)
-            with conn.cursor() as cur:
-                cur.execute('SELECT pg_backend_pid()')
-                pids.append(cur.fetchone()[0])
-            self.conns.append(conn)
-        return pids
+        return [self.open(application_name, role)[1] for _index in range(count)]
 
     def running(self, count, application_name, sql='SELECT pg_sleep(600)', role='app'):
         """Sessions busy in a query, each in a thread; returns their pids once they are active."""
         pids = []
         for _index in range(count):
-            conn = self.lab.connect(role=role, autocommit=True, application_name=application_name)
-            with conn.cursor() as cur:
-                cur.execute('SELECT pg_backend_pid()')
-                pid = cur.fetchone()[0]
+            conn, pid = self.open(application_name, role)
             pids.append(pid)
-            self.conns.append(conn)
 
             def work(conn=conn, pid=pid):
                 try:

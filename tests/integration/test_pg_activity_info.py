@@ -8,11 +8,8 @@ pytestmark = pytest.mark.integration
 
 def test_reports_states_lock_waits_blockers_and_old_transactions(ansible, lab, sessions):
     idle_tx = sessions.idle_in_transaction(2, 'it_info_idle')
-    blocker = lab.connect(role='app', autocommit=False, application_name='it_info_blocker')
-    sessions.conns.append(blocker)
+    blocker, blocker_pid = sessions.open('it_info_blocker', autocommit=False)
     with blocker.cursor() as cur:
-        cur.execute('SELECT pg_backend_pid()')
-        blocker_pid = cur.fetchone()[0]
         cur.execute('UPDATE task SET enabled = enabled WHERE id = (SELECT min(id) FROM task)')
     waiters = sessions.running(
         2, 'it_info_waiter', sql='UPDATE task SET enabled = enabled WHERE id = (SELECT min(id) FROM task)')

@@ -16,10 +16,7 @@ def test_terminate_idle_in_transaction_in_four_steps(ansible, lab, sessions):
     protected = sessions.idle_in_transaction(1, 'postgres_exporter', role='monitoring')
     bystander = sessions.idle(1, 'it_bystander')
     time.sleep(2)
-    young_conn = sessions.lab.connect(role='app', autocommit=False, application_name='it_young')
-    with young_conn.cursor() as cur:  # too young to match min_state_age
-        cur.execute('SELECT pg_backend_pid()')
-        young = cur.fetchone()[0]
+    young_conn, young = sessions.open('it_young', autocommit=False)  # too young to match min_state_age
     audit_before = lab.table_digest('audit_log')
     activity_before = lab.activity()
 
