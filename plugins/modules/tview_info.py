@@ -1,0 +1,395 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) incident.response contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: tview_info
+short_description: Assess pg_tviews the way the runbooks do (emergency level, SEV class, exit criteria)
+version_added: 0.1.0
+description:
+  - One read-only call returns what the pg_tviews runbooks' assessment, investigation and validation queries
+    return (totals, TVIEWs with errors, pending queue, oldest pending age, stale TVIEWs, maximum and average
+    refresh time, healthy share), the emergency level and recommended action of the emergency runbook, the
+    SEV 1-4 class of the incident checklist and whether the emergency exit criteria hold.
+  - Detects the contract of the database (O(contract=auto)); the B(runbook catalog) (C(pg_tviews_metadata),
+    C(pg_tviews_queue)) or the B(extension contract) (C(tviews.registry), C(pg_tviews.suspend_triggers)).
+    On the extension contract it reports what that contract can tell (registry, health check rows, suspension
+    state) and lists in RV(unavailable) the fields that do not exist there; they are null, never invented.
+  - The runbook's C(state = 'waiting') does not exist in C(pg_stat_activity) (since PostgreSQL 9.6); sessions
+    waiting on locks (C(wait_event_type = 'Lock')) stand in for it.
+  - With O(integrity_check=true), reads each TVIEW (C(SELECT count(*))) in a read-only transaction with
+    O(statement_timeout), identifiers quoted with C(psycopg2.sql), and reports which fail and why.
+  - Fails with C(this database has no pg_tviews catalog) when neither contract exists.
+author:
+  - incident.response developers (@incident-response)
+extends_documentation_fragment:
+  - incident.response.postgres
+attributes:
+  check_mode:
+    support: full
+    description: Read only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Nothing changes.
+  idempotent:
+    support: full
+    description: Read only.
+options:
+  contract:
+    description: Which pg_tviews contract to expect; V(auto) detects it (the runbook catalog wins when both exist).
+    type: str
+    default: auto
+    choices: [auto, runbook, extension]
+  stale_after:
+    description: A TVIEW not refreshed for this long is stale (seconds or a duration such as V(4h)).
+    type: raw
+    default: 4h
+  failing_share:
+    description: Emergency when more than this share of the TVIEWs have errors (0 to 1).
+    type: float
+    default: 0.5
+  max_pending:
+    description: Emergency when more than this many refreshes are pending.
+    type: int
+    default: 10000
+  connection_share:
+    description: Emergency when more sessions than this share of C(max_connections) wait on locks (0 to 1).
+    type: float
+    default: 0.8
+  exit_healthy_share:
+    description: The exit criteria need more than this share of TVIEWs healthy (0 to 1).
+    type: float
+    default: 0.95
+  integrity_check:
+    description: Read every TVIEW and report those that cannot be read.
+    type: bool
+    default: false
+  integrity_limit:
+    description: Check at most this many TVIEWs (the runbook checks 5); V(0) checks all.
+    type: int
+    default: 0
+  statement_timeout:
+    description: Statement timeout of each integrity read (seconds or a duration such as V(5s), V(500ms)).
+    type: raw
+    default: 5s
+  error_limit:
+    description: List at most this many TVIEWs in RV(errors) and RV(stale).
+    type: int
+    default: 50
+seealso:
+  - module: incident.response.tview_state
+  - module: incident.response.tview_queue
+  - module: incident.response.pg_activity_info
+notes:
+  - A role with C(SELECT) on the catalog is enough (the lab's C(monitoring) role).
+'''
+
+EXAMPLES = r'''
+- name: Assess pg_tviews the way the emergency runbook does
+  incident.response.tview_info:
+    login_db: app
+  register: tviews
+
+- name: Stop unless the emergency protocol is recommended
+  ansible.builtin.assert:
+    that: tviews.recommended_action == 'EXECUTE_EMERGENCY_PROTOCOL'
+
+- name: Check that every TVIEW can be read, 2 seconds each
+  incident.response.tview_info:
+    login_db: app
+    integrity_check: true
+    statement_timeout: 2s
+  register: integrity
+'''
+
+RETURN = r'''
+contract:
+  description: The contract found, V(runbook) or V(extension).
+  returned: always
+  type: str
+status:
+  description: V(ok), V(warning) (HIGH or MONITOR) or V(critical) (CRITICAL, or integrity failures).
+  returned: always
+  type: str
+reasons:
+  description: The thresholds crossed, as short sentences.
+  returned: always
+  type: list
+  elements: str
+emergency_level:
+  description: V(CRITICAL), V(HIGH), V(MONITOR) or V(OK) (the emergency runbook's Step 2).
+  returned: always
+  type: str
+emergency_label:
+  description: "The runbook's own words, such as C(CRITICAL: Majority of TVIEWs failing)."
+  returned: always
+  type: str
+recommended_action:
+  description: V(EXECUTE_EMERGENCY_PROTOCOL), V(FOLLOW_STANDARD_INCIDENTS) or V(NONE).
+  returned: always
+  type: str
+severity:
+  description: The checklist's class, V(SEV1) to V(SEV4).
+  returned: always
+  type: str
+priority:
+  description: V(P0) to V(P3), from RV(severity).
+  returned: always
+  type: str
+response:
+  description: The checklist's response time and communication for RV(severity).
+  returned: always
+  type: str
+exit_criteria:
+  description: C(met) (true, false, or null when this contract cannot tell) and the C(criteria) checked.
+  returned: always
+  type: dict
+  sample: {"met": false, "criteria": [{"name": "tviews_healthy", "met": false,
+           "detail": "12 of 20 TVIEWs healthy (60.0%, needs more than 95%)"}]}
+unevaluated:
+  description: Emergency criteria this contract cannot evaluate.
+  returned: always
+  type: list
+  elements: str
+totals:
+  description:
+    - C(total), C(with_errors), C(healthy), C(healthy_share), C(disabled), C(pending),
+      C(oldest_pending_seconds), C(stale), C(max_refresh_ms), C(avg_refresh_ms) (last hour),
+      C(active_connections), C(lock_waiting_connections), C(max_connections).
+    - Null on the extension contract for the fields listed in RV(unavailable).
+  returned: always
+  type: dict
+errors:
+  description: TVIEWs with a C(last_error) (name, last_error, emergency_disabled), at most O(error_limit).
+  returned: always
+  type: list
+  elements: dict
+stale:
+  description: Names of stale TVIEWs, at most O(error_limit).
+  returned: always
+  type: list
+  elements: str
+tviews:
+  description: Every TVIEW with its state (runbook) or its registry row (extension).
+  returned: always
+  type: list
+  elements: dict
+health_check:
+  description: The rows of the contract's health check function (status, component, message, severity).
+  returned: always
+  type: list
+  elements: dict
+health_check_error:
+  description: Why the health check could not run, when it could not.
+  returned: when the health check failed
+  type: str
+suspension:
+  description: Extension contract only; C(session), C(database) and C(roles) values of C(pg_tviews.suspend_triggers).
+  returned: when contract is extension
+  type: dict
+contract_version:
+  description: Extension contract only; C(tviews.contract_version()).
+  returned: when contract is extension
+  type: str
+unavailable:
+  description: Fields that do not exist on this contract, and why.
+  returned: always
+  type: dict
+  sample: {"fields": ["with_errors", "pending"], "note": "the pg_tviews extension keeps no error state ..."}
+integrity:
+  description: One entry per TVIEW read (name, ok, rows or error).
+  returned: when O(integrity_check=true)
+  type: list
+  elements: dict
+integrity_ok:
+  description: Whether every TVIEW checked could be read.
+  returned: when O(integrity_check=true)
+  type: bool
+executed_queries:
+  description: The statements run.
+  returned: always
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.incident.response.plugins.module_utils._common import DurationError, parse_duration
+from ansible_collections.incident.response.plugins.module_utils._postgres import PgClient, postgres_common_argument_spec
+from ansible_collections.incident.response.plugins.module_utils._tviews import (
+    CONTRACT_CHOICES,
+    EXTENSION,
+    EXTENSION_MISSING_FIELDS,
+    EXTENSION_MISSING_NOTE,
+    detect_contract,
+    emergency_level,
+    exit_criteria,
+    extension_registry,
+    extension_suspension,
+    health_check_rows,
+    integrity_check,
+    overall_status,
+    runbook_assessment,
+    runbook_tviews,
+    sev_class,
+)
+
+
+def argument_spec():
+    spec = postgres_common_argument_spec()
+    spec.update(
+        contract=dict(type='str', default='auto', choices=CONTRACT_CHOICES),
+        stale_after=dict(type='raw', default='4h'),
+        failing_share=dict(type='float', default=0.5),
+        max_pending=dict(type='int', default=10000),
+        connection_share=dict(type='float', default=0.8),
+        exit_healthy_share=dict(type='float', default=0.95),
+        integrity_check=dict(type='bool', default=False),
+        integrity_limit=dict(type='int', default=0),
+        statement_timeout=dict(type='raw', default='5s'),
+        error_limit=dict(type='int', default=50),
+    )
+    return spec
+
+
+def validate(params):
+    """Check and convert the thresholds; returns (thresholds, statement_timeout_ms) or raises ValueError."""
+    try:
+        stale_after = parse_duration(params['stale_after'], 'stale_after')
+        timeout = parse_duration(params['statement_timeout'], 'statement_timeout')
+    except DurationError as exc:
+        raise ValueError(str(exc))
+    if stale_after is None or stale_after <= 0:
+        raise ValueError('stale_after must be a positive duration, got %r' % (params['stale_after'],))
+    if timeout is None or timeout <= 0:
+        raise ValueError('statement_timeout must be a positive duration, got %r' % (params['statement_timeout'],))
+    for name in ('failing_share', 'connection_share', 'exit_healthy_share'):
+        if not 0 <= params[name] <= 1:
+            raise ValueError('%s must be between 0 and 1, got %s' % (name, params[name]))
+    for name in ('max_pending', 'integrity_limit', 'error_limit'):
+        if params[name] < 0:
+            raise ValueError('%s must not be negative, got %s' % (name, params[name]))
+    thresholds = dict(failing_share=params['failing_share'], max_pending=params['max_pending'],
+                      connection_share=params['connection_share'], stale_after=stale_after,
+                      exit_healthy_share=params['exit_healthy_share'])
+    return thresholds, int(timeout * 1000)
+
+
+def assess_runbook(client, thresholds, error_limit):
+    counts = runbook_assessment(client)
+    rows = runbook_tviews(client, thresholds['stale_after'])
+    total = counts['total']
+    healthy = total - counts['with_errors']
+    stale = [r['name'] for r in rows if r['stale']]
+    totals = dict(
+        total=total,
+        with_errors=counts['with_errors'],
+        healthy=healthy,
+        healthy_share=round(float(healthy) / total, 4) if total else None,
+        disabled=counts['disabled'],
+        pending=counts['pending'],
+        oldest_pending_seconds=None if counts['oldest_pending_seconds'] is None
+        else round(counts['oldest_pending_seconds'], 1),
+        stale=len(stale),
+        max_refresh_ms=counts['max_refresh_ms'],
+        avg_refresh_ms=None if counts['avg_refresh_ms'] is None else round(counts['avg_refresh_ms'], 1),
+        active_connections=counts['active_connections'],
+        lock_waiting_connections=counts['lock_waiting_connections'],
+        max_connections=counts['max_connections'],
+    )
+    for row in rows:
+        row['refresh_age_seconds'] = None if row['refresh_age_seconds'] is None else round(row['refresh_age_seconds'], 1)
+    errors = [dict(name=r['name'], last_error=r['last_error'], emergency_disabled=r['emergency_disabled'])
+              for r in rows if r['last_error'] is not None]
+    facts = dict(totals, stale_count=len(stale))
+    targets = [(None, r['name']) for r in rows]
+    return dict(totals=totals, tviews=rows, errors=errors[:error_limit] if error_limit else errors,
+                stale=stale[:error_limit] if error_limit else stale,
+                unavailable=dict(fields=[], note=None)), facts, targets
+
+
+def assess_extension(client, result_extra):
+    registry = extension_registry(client)
+    suspension = extension_suspension(client)
+    version = client.query_one('SELECT tviews.contract_version()::text AS v')
+    counts = client.query_one("""
+SELECT (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE state = 'active') AS active_connections,
+       (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE wait_event_type = 'Lock') AS lock_waiting_connections,
+       current_setting('max_connections')::int AS max_connections
+""")
+    totals = dict((name, None) for name in EXTENSION_MISSING_FIELDS if name not in ('errors',))
+    totals.update(total=len(registry), needs_reregister=sum(1 for r in registry if r['needs_reregister']), **counts)
+    result_extra.update(suspension=suspension, contract_version=version['v'])
+    suspended = bool(suspension['session'] or any(
+        v is not None and v.strip().lower() in ('on', 'true', 'yes', '1')
+        for v in [suspension['database']] + list(suspension['roles'].values())))
+    facts = dict(totals, stale_count=None, suspended=suspended)
+    targets = [(r['schema'], r['name']) for r in registry]
+    return dict(totals=totals, tviews=registry, errors=[], stale=[],
+                unavailable=dict(fields=list(EXTENSION_MISSING_FIELDS), note=EXTENSION_MISSING_NOTE)), facts, targets
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    p = module.params
+    try:
+        thresholds, timeout_ms = validate(p)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+
+    client = PgClient(module)
+    contract = detect_contract(client, p['contract'])
+    extra = {}
+    if contract == EXTENSION:
+        result, facts, targets = assess_extension(client, extra)
+    else:
+        result, facts, targets = assess_runbook(client, thresholds, p['error_limit'])
+    health, health_error = health_check_rows(client, contract)
+    result['health_check'] = health or []
+    if health_error:
+        result['health_check_error'] = health_error
+    facts['health_problems'] = None if health is None else sum(1 for r in health if r.get('status') != 'ok')
+
+    integrity = None
+    if p['integrity_check']:
+        integrity = integrity_check(client, targets, timeout_ms, p['integrity_limit'] or None)
+        result['integrity'] = integrity
+        result['integrity_ok'] = all(r['ok'] for r in integrity)
+    client.close()
+
+    level = emergency_level(facts, thresholds)
+    failures = sum(1 for r in integrity or [] if not r['ok'])
+    sev = sev_class(facts, level, failures)
+    reasons = list(level['reasons'])
+    if failures:
+        reasons.append('%d TVIEWs cannot be read (integrity check)' % failures)
+    if health_error:
+        reasons.append('the health check failed: %s' % health_error)
+    result.update(extra)
+    result.update(
+        changed=False,
+        contract=contract,
+        status=overall_status(level, integrity),
+        reasons=reasons,
+        emergency_level=level['level'],
+        emergency_label=level['label'],
+        recommended_action=level['recommended_action'],
+        unevaluated=level['unevaluated'],
+        severity=sev['severity'],
+        priority=sev['priority'],
+        response=sev['response'],
+        exit_criteria=exit_criteria(facts, thresholds, integrity),
+        executed_queries=client.executed_queries,
+    )
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
