@@ -279,3 +279,73 @@ def assert_clean_failure(rc, result, output, *fragments):
         assert fragment in msg, 'expected %r in %r' % (fragment, msg)
     assert 'Traceback' not in msg and 'Traceback' not in output, output
     assert 'module_stderr' not in result, result
+
+
+# ---------------------------------------------------------------- the lab's compose project (issue 4)
+class Engine(object):
+    """The lab's Docker engine seen through the docker SDK, the way ``docker ps`` sees it."""
+
+    def __init__(self, env):
+        import docker  # pylint: disable=import-outside-toplevel
+        self.client = docker.DockerClient(base_url=env['DOCKER_HOST'], timeout=60)
+        self.project = env['LAB_COMPOSE_PROJECT']
+        self.compose_file = env['LAB_COMPOSE_FILE']
+        self.env = env
+
+    def containers(self, service=None):
+        labels = ['com.docker.compose.project=%s' % self.project]
+        if service:
+            labels.append('com.docker.compose.service=%s' % service)
+        return self.client.containers.list(all=True, filters={'label': labels})
+
+    def fingerprint(self, service=None):
+        """Every container of the project: id, service, status, health, start time, restart count."""
+        rows = []
+        for container in self.containers(service):
+            state = container.attrs['State']
+            rows.append((container.id, container.labels.get('com.docker.compose.service'), state['Status'],
+                         (state.get('Health') or {}).get('Status'), state['StartedAt'],
+                         container.attrs.get('RestartCount')))
+        return sorted(rows)
+
+    def states(self, service):
+        return sorted(c.status for c in self.containers(service))
+
+    def compose(self, *args):
+        cmd = ['docker-compose', '-p', self.project, '-f', self.compose_file] + list(args)
+        return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300,
+                              env=dict(os.environ, DOCKER_HOST=self.env['DOCKER_HOST']))
+
+    def api_healthy(self):
+        found = self.containers('api')
+        return len(found) == 1 and found[0].attrs['State'].get('Health', {}).get('Status') == 'healthy'
+
+    def restore(self, workers=2, timeout=90):
+        """Back to the lab's normal: nothing paused, every service up, `workers` workers, api healthy."""
+        for container in self.containers():
+            if container.status == 'paused':
+                container.unpause()
+        self.compose('up', '--detach', '--no-recreate', '--scale', 'worker=%d' % workers)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            workers_now = self.states('worker')
+            if workers_now == ['running'] * workers and self.api_healthy() and \
+                    self.states('scheduler') == ['running']:
+                return
+            time.sleep(1)
+        raise AssertionError('the lab did not come back: workers %s, api healthy %s'
+                             % (self.states('worker'), self.api_healthy()))
+
+
+@pytest.fixture(scope='session')
+def engine(lab_env):
+    pytest.importorskip('docker')
+    return Engine(lab_env)
+
+
+@pytest.fixture
+def lab_project(engine):
+    """The compose project as the lab leaves it (2 workers, api healthy), restored after the test."""
+    engine.restore()
+    yield engine
+    engine.restore()

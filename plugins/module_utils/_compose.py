@@ -1,0 +1,489 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) incident.response contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The Docker Compose backend of the service modules (private to the collection).
+
+Reads go through the Docker engine API (docker SDK); containers are found by the labels
+``com.docker.compose.project`` and ``com.docker.compose.service``, never by name (v1 and v2
+name them differently). Changes of scale go through the Compose CLI, ``docker compose`` (v2)
+when the plugin is installed, else ``docker-compose`` (v1), the way an operator would type
+them; a failed command carries ``cmd``, ``rc``, ``stdout`` and ``stderr``. Restarts and
+pauses of single containers go through the engine API.
+
+The shape follows community.docker (a client built from ``docker_host``/``timeout`` with a
+``DOCKER_HOST`` fallback, a CLI runner that reports cmd/rc/stdout/stderr) but is written for
+this collection's backend interface (see ``_services.py``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import traceback
+
+from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible.module_utils.common.text.converters import to_native
+
+from ansible_collections.incident.response.plugins.module_utils._common import BackendError, redact
+
+DOCKER_IMPORT_ERROR = None
+try:
+    import docker
+    import docker.errors
+    import requests.exceptions
+    HAS_DOCKER = True
+except ImportError:
+    DOCKER_IMPORT_ERROR = traceback.format_exc()
+    HAS_DOCKER = False
+
+LABEL_PROJECT = 'com.docker.compose.project'
+LABEL_SERVICE = 'com.docker.compose.service'
+LABEL_ONEOFF = 'com.docker.compose.oneoff'
+LABEL_NUMBER = 'com.docker.compose.container-number'
+LABEL_CONFIG_FILES = 'com.docker.compose.project.config_files'
+LABEL_WORKING_DIR = 'com.docker.compose.project.working_dir'
+
+HISTORY_DIR = '.incident-response'
+
+_STATES = ('running', 'exited', 'paused', 'restarting', 'created')
+
+
+def compose_argument_spec():
+    """The options of the Compose backend (documented in doc_fragments/compose.py)."""
+    return dict(
+        project=dict(type='str'),
+        project_dir=dict(type='path'),
+        files=dict(type='list', elements='path'),
+        docker_host=dict(type='str', fallback=(env_fallback, ['DOCKER_HOST']), default='unix:///var/run/docker.sock'),
+        timeout=dict(type='int', default=60),
+        history_file=dict(type='path'),
+    )
+
+
+def parse_time(value):
+    """Docker's RFC 3339 timestamps (nanoseconds, Z) -> aware datetime, or None."""
+    if not value or value.startswith('0001-01-01'):
+        return None
+    match = re.match(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$', value)
+    if not match:
+        return None
+    base = datetime.datetime.strptime(match.group(1), '%Y-%m-%dT%H:%M:%S')
+    if match.group(2):
+        base = base.replace(microsecond=int((match.group(2)[1:] + '000000')[:6]))
+    tz = match.group(3) or 'Z'
+    if tz == 'Z':
+        offset = datetime.timedelta(0)
+    else:
+        sign = 1 if tz[0] == '+' else -1
+        offset = sign * datetime.timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
+    return base.replace(tzinfo=datetime.timezone(offset))
+
+
+def instance_view(attrs, now=None):
+    """One container's inspect data -> an entry of ``instances`` (the interface's shape)."""
+    state = attrs.get('State') or {}
+    status = state.get('Status') or 'unknown'
+    if status == 'dead' or status == 'removing':
+        status = 'exited' if status == 'dead' else 'terminating'
+    if status not in _STATES + ('terminating',):
+        status = 'unknown'
+    health = ((state.get('Health') or {}).get('Status')) or 'none'
+    started = parse_time(state.get('StartedAt'))
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    uptime = None
+    if started and status in ('running', 'paused'):
+        uptime = max(int((now - started).total_seconds()), 0)
+    labels = (attrs.get('Config') or {}).get('Labels') or {}
+    return dict(
+        id=attrs.get('Id', '')[:12],
+        name=(attrs.get('Name') or '').lstrip('/'),
+        number=int(labels.get(LABEL_NUMBER) or 0),
+        state=status,
+        health=health if status in ('running', 'paused', 'restarting') else 'none',
+        restart_count=attrs.get('RestartCount', 0),
+        exit_code=state.get('ExitCode') if status not in ('running', 'paused') else None,
+        oom_killed=bool(state.get('OOMKilled')),
+        started_at=state.get('StartedAt') if started else None,
+        uptime_seconds=uptime,
+        image=(attrs.get('Config') or {}).get('Image'),
+        image_id=attrs.get('Image'),
+    )
+
+
+def is_ready(instance):
+    return instance['state'] == 'running' and instance['health'] in ('healthy', 'none')
+
+
+def cpu_percent(stats):
+    """CPU use from one ``docker stats`` sample (same formula as the docker CLI)."""
+    cpu = stats.get('cpu_stats') or {}
+    pre = stats.get('precpu_stats') or {}
+    cpu_delta = (cpu.get('cpu_usage') or {}).get('total_usage', 0) - (pre.get('cpu_usage') or {}).get('total_usage', 0)
+    system_delta = cpu.get('system_cpu_usage', 0) - pre.get('system_cpu_usage', 0)
+    cpus = cpu.get('online_cpus') or len((cpu.get('cpu_usage') or {}).get('percpu_usage') or []) or 1
+    if cpu_delta > 0 and system_delta > 0:
+        return round(cpu_delta / float(system_delta) * cpus * 100.0, 2)
+    return 0.0
+
+
+def memory_usage(stats):
+    mem = stats.get('memory_stats') or {}
+    usage = mem.get('usage', 0) or 0
+    detail = mem.get('stats') or {}
+    # cgroup v2 reports inactive_file, v1 total_inactive_file: the CLI subtracts the page cache.
+    usage -= detail.get('inactive_file', detail.get('total_inactive_file', 0)) or 0
+    limit = mem.get('limit') or 0
+    return max(usage, 0), limit, (round(usage * 100.0 / limit, 2) if limit else None)
+
+
+def find_compose_command():
+    """['docker', 'compose'] when the v2 plugin answers, else ['docker-compose'], else None."""
+    if shutil.which('docker'):
+        try:
+            proc = subprocess.run(['docker', 'compose', 'version'], capture_output=True, text=True,
+                                  timeout=30, check=False)
+            if proc.returncode == 0:
+                return ['docker', 'compose']
+        except (OSError, subprocess.SubprocessError):
+            pass
+    if shutil.which('docker-compose'):
+        return ['docker-compose']
+    return None
+
+
+class ComposeBackend(object):
+    platform = 'compose'
+
+    def __init__(self, module):
+        if not HAS_DOCKER:
+            module.fail_json(msg=missing_required_lib('docker (the Docker SDK for Python, on the managed node)'),
+                             exception=DOCKER_IMPORT_ERROR)
+        self.module = module
+        params = module.params
+        self.project = params.get('project')
+        if not self.project:
+            raise BackendError('project is required with platform=compose (the compose project name, '
+                               'e.g. taskscheduler)')
+        self.docker_host = params.get('docker_host') or 'unix:///var/run/docker.sock'
+        self.timeout = params.get('timeout') or 60
+        self.project_dir = params.get('project_dir')
+        self.files = params.get('files') or []
+        self._history_file = params.get('history_file')
+        self._compose_cmd = None
+        self._config_services = None
+        try:
+            self.client = docker.DockerClient(base_url=self.docker_host, timeout=self.timeout)
+            self.client.ping()
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            raise BackendError('cannot reach the Docker daemon at %s: %s' % (self.docker_host, self._short(exc)))
+        self._labels_dir_files()
+        if not self._containers() and not self.files and not self.project_dir:
+            raise BackendError('compose project %s not found on %s: no container carries the label %s=%s '
+                               '(give files or project_dir to manage a project with no containers)'
+                               % (self.project, self.docker_host, LABEL_PROJECT, self.project))
+
+    # ---------------------------------------------------------------- helpers
+    @staticmethod
+    def _short(exc):
+        text = to_native(exc)
+        match = re.search(r"\('Connection aborted.', (.*)\)$", text) or re.search(r'(\[Errno -?\d+\][^"\')]*)', text)
+        if match:
+            text = match.group(1)
+        return redact(' '.join(text.split()))[:300]
+
+    def _api(self, what, func, *args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except docker.errors.NotFound as exc:
+            raise BackendError('%s: not found on %s (%s)' % (what, self.docker_host, self._short(exc)))
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            raise BackendError('%s failed on %s: %s' % (what, self.docker_host, self._short(exc)))
+
+    def _labels_dir_files(self):
+        """Fill project_dir/files from the labels compose put on the containers when not given."""
+        if self.files and self.project_dir:
+            return
+        for container in self._containers():
+            labels = container.labels
+            if not self.project_dir and labels.get(LABEL_WORKING_DIR):
+                self.project_dir = labels[LABEL_WORKING_DIR]
+            if not self.files and labels.get(LABEL_CONFIG_FILES):
+                self.files = [f for f in labels[LABEL_CONFIG_FILES].split(',') if f]
+            break
+
+    def _containers(self, service=None):
+        filters = dict(label=['%s=%s' % (LABEL_PROJECT, self.project)])
+        if service:
+            filters['label'].append('%s=%s' % (LABEL_SERVICE, service))
+        found = self._api('listing the containers of compose project %s' % self.project,
+                          self.client.containers.list, all=True, filters=filters)
+        return [c for c in found if c.labels.get(LABEL_ONEOFF, 'False') != 'True']
+
+    def compose_cmd(self):
+        if self._compose_cmd is None:
+            self._compose_cmd = find_compose_command()
+            if self._compose_cmd is None:
+                raise BackendError('neither "docker compose" (v2 plugin) nor "docker-compose" (v1) is installed '
+                                   'on the managed node')
+        return self._compose_cmd
+
+    def compose_base(self):
+        cmd = list(self.compose_cmd()) + ['--project-name', self.project]
+        if self.project_dir:
+            cmd += ['--project-directory', self.project_dir]
+        for path in self.files:
+            cmd += ['--file', path]
+        return cmd
+
+    def run_compose(self, args, what):
+        """Run the compose CLI; BackendError with cmd, rc, stdout, stderr when it fails."""
+        cmd = self.compose_base() + list(args)
+        env = dict(os.environ, DOCKER_HOST=self.docker_host)
+        cwd = self.project_dir if self.project_dir and os.path.isdir(self.project_dir) else None
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, check=False,
+                                  timeout=max(self.timeout * 5, 300))
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise BackendError('%s: cannot run %s: %s' % (what, ' '.join(cmd), to_native(exc)), cmd=cmd)
+        if proc.returncode != 0:
+            lines = [line for line in (proc.stderr or proc.stdout or '').splitlines() if line.strip()]
+            raise BackendError('%s failed (rc=%s): %s' % (what, proc.returncode, lines[-1] if lines else 'no output'),
+                               cmd=cmd, rc=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)
+        return dict(cmd=cmd, rc=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)
+
+    def service_names(self):
+        """Services of the project: those of the compose file(s) when known, plus those with containers."""
+        names = set(c.labels.get(LABEL_SERVICE) for c in self._containers())
+        if self._config_services is None:
+            self._config_services = []
+            if self.files and all(os.path.exists(path) for path in self.files):
+                out = self.run_compose(['config', '--services'], 'reading the services of compose project %s'
+                                       % self.project)
+                self._config_services = [line.strip() for line in out['stdout'].splitlines() if line.strip()]
+        names.update(self._config_services)
+        names.discard(None)
+        return sorted(names)
+
+    def _require(self, name):
+        containers = self._containers(name)
+        if not containers and name not in self.service_names():
+            raise BackendError('service %s not found in compose project %s (services: %s)'
+                               % (name, self.project, ', '.join(self.service_names()) or 'none'))
+        return containers
+
+    # ---------------------------------------------------------------- interface
+    def service(self, name):
+        containers = self._require(name)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        instances = sorted((instance_view(c.attrs, now) for c in containers), key=lambda i: (i['number'], i['name']))
+        image = instances[0]['image'] if instances else None
+        history = self.history(name)
+        revision = None
+        for entry in history:
+            if image and entry['image'] == image and (
+                    not entry.get('image_id') or not instances or entry['image_id'] == instances[0]['image_id']):
+                revision = entry['revision']
+        return dict(
+            name=name,
+            platform=self.platform,
+            project=self.project,
+            desired_replicas=len(instances),
+            running_replicas=len([i for i in instances if i['state'] == 'running']),
+            ready_replicas=len([i for i in instances if is_ready(i)]),
+            paused_replicas=len([i for i in instances if i['state'] == 'paused']),
+            image=image,
+            revision=revision,
+            instances=instances,
+        )
+
+    def services(self, names=None):
+        return [self.service(name) for name in (names or self.service_names())]
+
+    def scale(self, name, replicas):
+        self._require(name)
+        if replicas < 0:
+            raise BackendError('replicas must not be negative, got %s' % replicas)
+        self.run_compose(['up', '--detach', '--no-deps', '--no-recreate', '--scale', '%s=%d' % (name, replicas), name],
+                         'scaling service %s of compose project %s to %d' % (name, self.project, replicas))
+
+    def restart(self, name, instance_ids=None):
+        containers = self._require(name)
+        chosen = [c for c in containers if instance_ids is None or c.id[:12] in [i[:12] for i in instance_ids]]
+        restarted = []
+        for container in chosen:
+            self._api('restarting container %s of service %s' % (container.name, name),
+                      container.restart, timeout=10)
+            restarted.append(container.id[:12])
+        return restarted
+
+    def start(self, name, instance_ids):
+        """Start exited or created containers (a restart of something stopped)."""
+        for container in self._require(name):
+            if container.id[:12] in [i[:12] for i in instance_ids]:
+                self._api('starting container %s of service %s' % (container.name, name), container.start)
+
+    def pause(self, name):
+        for container in self._require(name):
+            container.reload()
+            if container.status == 'running':
+                self._api('pausing container %s of service %s' % (container.name, name), container.pause)
+
+    def unpause(self, name):
+        for container in self._require(name):
+            container.reload()
+            if container.status == 'paused':
+                self._api('unpausing container %s of service %s' % (container.name, name), container.unpause)
+
+    def is_paused(self, name):
+        containers = [c for c in self._require(name) if c.status in ('running', 'paused')]
+        return bool(containers) and all(c.status == 'paused' for c in containers)
+
+    # ---------------------------------------------------------------- deploy history
+    def history_path(self):
+        if self._history_file:
+            return self._history_file
+        if not self.project_dir:
+            raise BackendError('compose project %s: no project_dir known, so no deploy history; give project_dir '
+                               'or history_file' % self.project)
+        return os.path.join(self.project_dir, HISTORY_DIR, '%s-deploy-history.json' % self.project)
+
+    def _read_history(self):
+        try:
+            path = self.history_path()
+        except BackendError:
+            return {}
+        if not os.path.exists(path):
+            return {}
+        try:
+            with open(path) as handle:
+                data = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise BackendError('cannot read the deploy history %s: %s' % (path, to_native(exc)))
+        return data.get('services', {}) if isinstance(data, dict) else {}
+
+    def history(self, name):
+        return list(self._read_history().get(name, []))
+
+    def record_deploy(self, name, image, image_id=None):
+        """Append ``image`` to the deploy history of ``name`` unless it is already the last entry."""
+        data = self._read_history()
+        entries = data.setdefault(name, [])
+        if entries and entries[-1]['image'] == image and entries[-1].get('image_id') == image_id:
+            return None
+        entry = dict(revision=(entries[-1]['revision'] + 1) if entries else 1, image=image, image_id=image_id,
+                     deployed_at=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'))
+        entries.append(entry)
+        path = self.history_path()
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        tmp = path + '.tmp'
+        with open(tmp, 'w') as handle:
+            json.dump(dict(project=self.project, services=data), handle, indent=2, sort_keys=True)
+        os.rename(tmp, path)
+        return entry
+
+    def override_path(self):
+        return os.path.join(os.path.dirname(self.history_path()), '%s-rollback.override.yml' % self.project)
+
+    def rollback(self, name, revision=None):
+        """Redeploy the image of the previous (or the given) recorded revision through an override file."""
+        current = self.service(name)
+        history = self.history(name)
+        if len(history) < (1 if revision else 2):
+            raise BackendError('service %s of compose project %s has no earlier deploy to roll back to: the deploy '
+                               'history %s holds %d entries' % (name, self.project, self._history_label(), len(history)))
+        if revision is None:
+            current_rev = current['revision'] or history[-1]['revision']
+            older = [e for e in history if e['revision'] < current_rev]
+            if not older:
+                raise BackendError('service %s of compose project %s runs revision %s, the oldest recorded'
+                                   % (name, self.project, current_rev))
+            target = older[-1]
+        else:
+            matches = [e for e in history if e['revision'] == revision]
+            if not matches:
+                raise BackendError('service %s of compose project %s has no revision %s (recorded: %s)' % (
+                    name, self.project, revision, ', '.join(str(e['revision']) for e in history)))
+            target = matches[0]
+        self.deploy_image(name, target['image'])
+        return {'from': dict(revision=current['revision'], image=current['image']),
+                'to': dict(revision=target['revision'], image=target['image'])}
+
+    def _history_label(self):
+        try:
+            return self.history_path()
+        except BackendError:
+            return '(none)'
+
+    def deploy_image(self, name, image):
+        """Recreate ``name`` with ``image`` (an override file next to the history pins it)."""
+        path = self.override_path()
+        overrides = {}
+        if os.path.exists(path):
+            try:
+                with open(path) as handle:
+                    overrides = json.load(handle).get('services', {})
+            except (OSError, ValueError):
+                overrides = {}
+        overrides[name] = dict(image=image)
+        with open(path, 'w') as handle:
+            # JSON is YAML: compose reads it as an override file.
+            json.dump(dict(version='2.4', services=overrides), handle, indent=2, sort_keys=True)
+        files = list(self.files)
+        if path not in files:
+            self.files = files + [path]
+        replicas = len(self._containers(name)) or 1
+        self.run_compose(['up', '--detach', '--no-deps', '--scale', '%s=%d' % (name, replicas), name],
+                         'redeploying service %s of compose project %s with image %s' % (name, self.project, image))
+        self.files = files
+
+    # ---------------------------------------------------------------- logs and stats
+    def logs(self, name, since=None, pattern=None, lines=200):
+        regex = re.compile(pattern) if pattern else None
+        found = []
+        kwargs = dict(stdout=True, stderr=True, tail=lines)
+        if since is not None:
+            kwargs['since'] = int(time.time() - since)
+        for container in self._require(name):
+            raw = self._api('reading the logs of container %s' % container.name, container.logs, **kwargs)
+            for line in to_native(raw, errors='surrogate_or_replace').splitlines():
+                if regex is None or regex.search(line):
+                    found.append(dict(instance=container.id[:12], line=redact(line)))
+        return found
+
+    def stats(self, name):
+        """One stats snapshot per running container, taken in parallel."""
+        result = {}
+        errors = {}
+
+        def sample(container):
+            try:
+                data = container.stats(stream=False)
+                mem, limit, pct = memory_usage(data)
+                result[container.id[:12]] = dict(cpu_pct=cpu_percent(data), mem_bytes=mem, mem_limit=limit, mem_pct=pct)
+            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+                errors[container.id[:12]] = self._short(exc)
+
+        threads = []
+        for container in self._require(name):
+            if container.status != 'running':
+                continue
+            thread = threading.Thread(target=sample, args=(container,))
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            thread.join(self.timeout)
+        for cid, error in errors.items():
+            result[cid] = dict(cpu_pct=None, mem_bytes=None, mem_limit=None, mem_pct=None, error=error)
+        return result

@@ -1,0 +1,331 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) incident.response contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: http_check
+short_description: Probe HTTP endpoints a few times and judge them ok, degraded or down by latency p95
+version_added: 0.1.0
+description:
+  - Sends O(count) requests to each of O(urls) and records each answer's status code and latency, the p95 of the
+    latencies and whether the body matches O(body_pattern).
+  - "RV(status): V(down) when an endpoint never answered as expected (status in O(expect_status) and body
+    matching); V(degraded) when some probes failed or a p95 is above O(p95_warning) seconds; else V(ok)."
+  - "RV(severity) follows the schedule generator runbook: every endpoint down is SEV1 (complete outage), one
+    endpoint of several down or a p95 above O(p95_critical) (30 s) is SEV2, a p95 above O(p95_warning) (10 s)
+    or some failed probes is SEV3."
+  - Used by the playbooks of the collection to verify a recovery. Reads only.
+author:
+  - incident.response developers (@incident-response)
+attributes:
+  check_mode:
+    support: full
+    description: Probes in check mode too (reads only).
+  diff_mode:
+    support: none
+    description: Reads only; nothing to compare.
+  idempotent:
+    support: full
+    description: Changes nothing.
+options:
+  urls:
+    description: The endpoints to probe.
+    type: list
+    elements: str
+    required: true
+    aliases: [url]
+  count:
+    description: Requests per endpoint.
+    type: int
+    default: 3
+  interval:
+    description: Seconds to pause between two requests to the same endpoint.
+    type: float
+    default: 0
+  method:
+    description: HTTP method.
+    type: str
+    default: GET
+    choices: [GET, HEAD, POST, OPTIONS]
+  expect_status:
+    description: Status codes that count as a good answer.
+    type: list
+    elements: int
+    default: [200]
+  body_pattern:
+    description: A Python regular expression the body of a good answer must match.
+    type: str
+  headers:
+    description: Request headers.
+    type: dict
+  request_timeout:
+    description:
+      - Seconds to wait for one answer. A request that times out counts as failed with this latency.
+      - Keep it above O(p95_critical) so that a SEV2 latency can be measured.
+    type: float
+    default: 35
+  validate_certs:
+    description: Verify TLS certificates.
+    type: bool
+    default: true
+  p95_warning:
+    description: p95 latency in seconds above which an endpoint is degraded (SEV3).
+    type: float
+    default: 10
+  p95_critical:
+    description: p95 latency in seconds above which an endpoint is degraded at SEV2.
+    type: float
+    default: 30
+'''
+
+EXAMPLES = r'''
+- name: Is the API back?
+  incident.response.http_check:
+    urls:
+      - http://127.0.0.1:58080/health
+      - http://127.0.0.1:58080/health/ready
+    count: 5
+  register: api
+  failed_when: api.status != 'ok'
+
+- name: Wait until the API answers (the module's own retries with until)
+  incident.response.http_check:
+    url: http://127.0.0.1:58080/health
+    body_pattern: '"status": *"ok"'
+  register: health
+  until: health.status == 'ok'
+  retries: 20
+  delay: 3
+'''
+
+RETURN = r'''
+status:
+  description: C(ok), C(degraded) or C(down), the worst endpoint.
+  returned: success
+  type: str
+  sample: ok
+severity:
+  description: C(SEV1), C(SEV2), C(SEV3), or null when ok.
+  returned: success
+  type: str
+  sample: SEV3
+priority:
+  description: C(P1), C(P2), C(P3) (the runbook's mapping of the severity), or null when ok.
+  returned: success
+  type: str
+  sample: P3
+reasons:
+  description: One sentence per finding.
+  returned: success
+  type: list
+  elements: str
+  sample: ["http://127.0.0.1:58080/health: 0 of 3 probes answered as expected (500 x3)"]
+p95:
+  description: The highest p95 latency of the endpoints, in seconds (null when none answered).
+  returned: success
+  type: float
+  sample: 0.012
+endpoints:
+  description: One entry per URL.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    url:
+      description: The URL.
+      type: str
+    status:
+      description: C(ok), C(degraded) or C(down).
+      type: str
+    ok_count:
+      description: Probes answered as expected.
+      type: int
+    count:
+      description: Probes sent.
+      type: int
+    status_codes:
+      description: Status code of each probe (null when no HTTP answer).
+      type: list
+      elements: int
+    latencies:
+      description: Seconds of each probe.
+      type: list
+      elements: float
+    p95:
+      description: p95 of the latencies of the probes that got an answer or timed out (nearest rank).
+      type: float
+    body_match:
+      description: Whether every answered body matched O(body_pattern) (null without a pattern).
+      type: bool
+    errors:
+      description: Errors of the probes that got no HTTP answer.
+      type: list
+      elements: str
+'''
+
+import math
+import re
+import socket
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_native
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.incident.response.plugins.module_utils._common import redact
+
+LEVELS = ('ok', 'degraded', 'down')
+
+
+def p95(values):
+    """Nearest-rank 95th percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(int(math.ceil(0.95 * len(ordered))) - 1, 0)]
+
+
+def probe(module, url, pattern):
+    p = module.params
+    start = time.monotonic()
+    code, body, error, timed_out = None, None, None, False
+    try:
+        response = open_url(url, method=p['method'], headers=p['headers'], timeout=p['request_timeout'],
+                            validate_certs=p['validate_certs'], follow_redirects='safe')
+        code = response.getcode()
+        body = response.read()
+    except HTTPError as exc:
+        code = exc.code
+        try:
+            body = exc.read()
+        except (OSError, ValueError):
+            body = b''
+    except (socket.timeout, TimeoutError) as exc:
+        error, timed_out = 'timed out after %ss' % p['request_timeout'], True
+    except URLError as exc:
+        reason = exc.reason
+        timed_out = isinstance(reason, (socket.timeout, TimeoutError))
+        error = 'timed out after %ss' % p['request_timeout'] if timed_out else to_native(reason)
+    except (OSError, ValueError) as exc:
+        error = to_native(exc)
+    elapsed = round(time.monotonic() - start, 4)
+    text = to_native(body or b'', errors='surrogate_or_replace')
+    matched = None
+    if pattern is not None and code is not None:
+        matched = bool(pattern.search(text))
+    good = code in p['expect_status'] and matched is not False
+    return dict(code=code, latency=elapsed, error=error, timed_out=timed_out, matched=matched, good=good)
+
+
+def judge(endpoint, p):
+    """Status and severity of one endpoint."""
+    reasons = []
+    if endpoint['ok_count'] == 0:
+        codes = ', '.join(sorted(set(str(c) for c in endpoint['status_codes'] if c is not None))) or 'no answer'
+        reasons.append('%s: 0 of %d probes answered as expected (%s%s)' % (
+            endpoint['url'], endpoint['count'], codes,
+            ('; ' + endpoint['errors'][0]) if endpoint['errors'] else ''))
+        return 'down', 'SEV2', reasons
+    status, severity = 'ok', None
+    if endpoint['ok_count'] < endpoint['count']:
+        status, severity = 'degraded', 'SEV3'
+        reasons.append('%s: %d of %d probes failed' % (endpoint['url'], endpoint['count'] - endpoint['ok_count'],
+                                                       endpoint['count']))
+    value = endpoint['p95']
+    if value is not None and value > p['p95_critical']:
+        status, severity = 'degraded', 'SEV2'
+        reasons.append('%s: p95 %.2fs is above %ss (SEV2)' % (endpoint['url'], value, p['p95_critical']))
+    elif value is not None and value > p['p95_warning']:
+        status = 'degraded'
+        severity = severity or 'SEV3'
+        reasons.append('%s: p95 %.2fs is above %ss (SEV3)' % (endpoint['url'], value, p['p95_warning']))
+    return status, severity, reasons
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            urls=dict(type='list', elements='str', required=True, aliases=['url']),
+            count=dict(type='int', default=3),
+            interval=dict(type='float', default=0),
+            method=dict(type='str', default='GET', choices=['GET', 'HEAD', 'POST', 'OPTIONS']),
+            expect_status=dict(type='list', elements='int', default=[200]),
+            body_pattern=dict(type='str'),
+            headers=dict(type='dict'),
+            request_timeout=dict(type='float', default=35),
+            validate_certs=dict(type='bool', default=True),
+            p95_warning=dict(type='float', default=10),
+            p95_critical=dict(type='float', default=30),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    if not p['urls']:
+        module.fail_json(msg='urls: give at least one URL')
+    for url in p['urls']:
+        if not re.match(r'^https?://[^/\s]+', url or ''):
+            module.fail_json(msg='urls: %r is not an http:// or https:// URL' % redact(url))
+    if p['count'] < 1:
+        module.fail_json(msg='count must be at least 1, got %s' % p['count'])
+    if p['request_timeout'] <= 0 or p['interval'] < 0:
+        module.fail_json(msg='request_timeout must be positive and interval not negative')
+    if p['p95_warning'] < 0 or p['p95_critical'] < p['p95_warning']:
+        module.fail_json(msg='p95_warning must not be negative and p95_critical not below it, got %s and %s'
+                         % (p['p95_warning'], p['p95_critical']))
+    pattern = None
+    if p['body_pattern']:
+        try:
+            pattern = re.compile(p['body_pattern'])
+        except re.error as exc:
+            module.fail_json(msg='body_pattern: %r is not a valid regular expression: %s' % (p['body_pattern'], exc))
+
+    endpoints, reasons, severities, statuses = [], [], [], []
+    for url in p['urls']:
+        probes = []
+        for index in range(p['count']):
+            if index and p['interval']:
+                time.sleep(p['interval'])
+            probes.append(probe(module, url, pattern))
+        measured = [x['latency'] for x in probes if x['code'] is not None or x['timed_out']]
+        matches = [x['matched'] for x in probes if x['matched'] is not None]
+        endpoint = dict(
+            url=redact(url),
+            count=len(probes),
+            ok_count=len([x for x in probes if x['good']]),
+            status_codes=[x['code'] for x in probes],
+            latencies=[x['latency'] for x in probes],
+            p95=p95(measured),
+            body_match=(all(matches) if matches else None) if pattern is not None else None,
+            errors=[redact(x['error']) for x in probes if x['error']],
+        )
+        status, severity, found = judge(endpoint, p)
+        endpoint['status'] = status
+        endpoint['severity'] = severity
+        endpoints.append(endpoint)
+        reasons.extend(found)
+        statuses.append(status)
+        if severity:
+            severities.append(severity)
+
+    down = statuses.count('down')
+    status = max(statuses, key=LEVELS.index)
+    severity = min(severities) if severities else None
+    if down and down == len(statuses):
+        severity = 'SEV1'
+        reasons.append('every endpoint is down: complete outage (SEV1)')
+    priority = ('P' + severity[3:]) if severity else None
+    p95_values = [e['p95'] for e in endpoints if e['p95'] is not None]
+    module.exit_json(changed=False, status=status, severity=severity, priority=priority, reasons=reasons,
+                     p95=max(p95_values) if p95_values else None, endpoints=endpoints)
+
+
+if __name__ == '__main__':
+    main()
