@@ -349,3 +349,86 @@ def lab_project(engine):
     engine.restore()
     yield engine
     engine.restore()
+
+
+# ---------------------------------------------------------------- pg_tviews fixtures of the lab (issue 3)
+class TViews(object):
+    """The lab's pg_tviews FIXTURE databases (tviews_runbook, tviews_ext), seen directly with psycopg2."""
+
+    RUNBOOK = 'tviews_runbook'
+    EXTENSION = 'tviews_ext'
+
+    def __init__(self, env):
+        self.env = env
+
+    def connect(self, dbname=RUNBOOK, role='admin', autocommit=True, application_name='pytest-observer'):
+        users = dict(admin=(self.env['PGUSER'], self.env['PGPASSWORD']),
+                     app=(self.env['LAB_PG_APP_USER'], self.env['LAB_PG_APP_PASSWORD']),
+                     monitoring=(self.env['LAB_PG_MONITOR_USER'], self.env['LAB_PG_MONITOR_PASSWORD']))
+        user, password = users[role]
+        conn = psycopg2.connect(host=self.env['PGHOST'], port=int(self.env['PGPORT']), user=user, password=password,
+                                dbname=dbname, application_name=application_name)
+        conn.autocommit = autocommit
+        return conn
+
+    def query(self, sql, params=None, dbname=RUNBOOK):
+        conn = self.connect(dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else cur.rowcount
+        finally:
+            conn.close()
+
+    def reset(self):
+        """Back to the fixture's normal: 20 healthy TVIEWs, 5 pending refreshes, no archive, nothing suspended."""
+        self.query("""
+            DELETE FROM pg_tviews_metadata WHERE entity_name NOT LIKE 'tv\\_%%' OR entity_name = 'tv_broken';
+            UPDATE pg_tviews_metadata SET last_error = NULL, emergency_disabled = false, emergency_disable_time = NULL,
+                   emergency_disable_reason = NULL, last_refreshed = now() - interval '5 minutes',
+                   last_refresh_duration_ms = 50;
+            DELETE FROM pg_tviews_queue WHERE processed_at IS NULL;
+            INSERT INTO pg_tviews_queue (entity_name, pk_value, created_at)
+            SELECT 'tv_order', i, now() - make_interval(secs => i * 5) FROM generate_series(1, 5) AS i;
+            DROP TABLE IF EXISTS pg_tviews_queue_archive;
+            DROP VIEW IF EXISTS "tv weird""name";
+        """)
+        self.query('ALTER DATABASE tviews_ext RESET pg_tviews.suspend_triggers', dbname=self.EXTENSION)
+        for role in (self.env['LAB_PG_APP_USER'], self.env['LAB_PG_MONITOR_USER']):
+            self.query('ALTER ROLE "%s" IN DATABASE tviews_ext RESET pg_tviews.suspend_triggers' % role,
+                       dbname=self.EXTENSION)
+
+    def catalog(self):
+        return self.query('SELECT entity_name, last_error, last_refreshed, last_refresh_duration_ms, '
+                          'emergency_disabled, emergency_disable_time, emergency_disable_reason '
+                          'FROM pg_tviews_metadata ORDER BY entity_name')
+
+    def queue(self):
+        return self.query('SELECT * FROM pg_tviews_queue ORDER BY id')
+
+    def pending(self):
+        return self.query('SELECT count(*) FROM pg_tviews_queue WHERE processed_at IS NULL')[0][0]
+
+    def archive(self):
+        if not self.query("SELECT to_regclass('pg_tviews_queue_archive') IS NOT NULL")[0][0]:
+            return None
+        return self.query('SELECT * FROM pg_tviews_queue_archive ORDER BY id')
+
+    def suspension(self):
+        return self.query("""
+            SELECT coalesce(d.datname, ''), coalesce(r.rolname, ''), s.setconfig FROM pg_db_role_setting s
+            LEFT JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole
+            ORDER BY 1, 2""", dbname=self.EXTENSION)
+
+    def state(self):
+        """Everything a TVIEW module could change: catalog, queue, archive, suspension settings."""
+        return dict(catalog=self.catalog(), queue=self.queue(), archive=self.archive(), suspension=self.suspension())
+
+
+@pytest.fixture
+def tviews(lab_env):
+    """The pg_tviews fixtures, reset before and after the test."""
+    fixture = TViews(lab_env)
+    fixture.reset()
+    yield fixture
+    fixture.reset()
