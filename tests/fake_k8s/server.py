@@ -202,14 +202,14 @@ class FakeCluster(object):
         self.pods = {}
         self.logs = {}          # (ns, pod, container) -> [(datetime, line)], previous: key + ('previous',)
         self.denied = set()     # (verb, resource) answered 403, e.g. ('patch', 'deployments')
-        self.requests = []      # (method, path) of every request
+        self.requests = []      # (method, path, HTTP status) of every request
         self._rv = itertools.count(1000)
 
     # ------------------------------------------------------------ bookkeeping
     @property
     def mutations(self):
-        """The requests that could change something (everything but GET)."""
-        return [r for r in self.requests if r[0] != 'GET']
+        """The write requests (everything but GET) that succeeded: (method, path)."""
+        return [r[:2] for r in self.requests if r[0] != 'GET' and r[2] < 300]
 
     def _meta(self, name, namespace, labels=None, annotations=None):
         return dict(name=name, namespace=namespace, uid=str(uuid.uuid4()), resourceVersion=str(next(self._rv)),
@@ -616,6 +616,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.server.cluster
 
     def _send(self, code, body, content_type='application/json'):
+        self.cluster.requests.append((self.command, urlparse(self.path).path, code))
         data = (body if isinstance(body, str) else json.dumps(body)).encode()
         self.send_response(code)
         self.send_header('Content-Type', content_type)
@@ -624,18 +625,18 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _body(self):
-        length = int(self.headers.get('Content-Length') or 0)
-        raw = self.rfile.read(length) if length else b''
         try:
-            return json.loads(raw or b'null')
+            return json.loads(self._raw or b'null')
         except ValueError:
             raise ApiError(400, 'BadRequest', 'the request body is not JSON')
 
     def _handle(self, method):
+        # Read the whole body first, even when unused (DELETE options): the connection is kept alive.
+        length = int(self.headers.get('Content-Length') or 0)
+        self._raw = self.rfile.read(length) if length else b''
         url = urlparse(self.path)
         query = parse_qs(url.query)
         parts = [p for p in url.path.split('/') if p]
-        self.cluster.requests.append((method, url.path))
         try:
             if parts == ['version']:
                 return self._send(200, dict(major='1', minor='30', gitVersion=GIT_VERSION, platform='linux/amd64'))

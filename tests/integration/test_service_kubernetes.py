@@ -1,0 +1,326 @@
+"""The service modules with platform=kubernetes, against the FAKE Kubernetes API server or a real cluster.
+
+No Kubernetes API server can run on the test machines: by default these tests start the FAKE API server of
+tests/fake_k8s/server.py (it is not Kubernetes; docs/kubernetes.md says what it implements). With
+INCIDENT_K8S_TARGET=real (``make test-k8s`` with KUBECONFIG set) the same tests run against the real
+cluster of KUBECONFIG, in a throwaway namespace deleted at the end.
+
+Check mode is proven by comparing the cluster's objects before and after (deployments' spec, annotations
+and generation, ReplicaSets, pods) and, on the FAKE server, by the count of write requests it received.
+"""
+import json
+import os
+import socket
+import sys
+import time
+
+import pytest
+
+from conftest import Ansible, BIN, ROOT, assert_clean_failure
+
+sys.path.insert(0, os.path.join(ROOT, 'tests'))
+from fake_k8s.target import K8sTarget, use_real_cluster  # noqa: E402 pylint: disable=wrong-import-position
+
+REAL = use_real_cluster()
+WAIT = 180 if REAL else 20
+UPTIME = 25 if REAL else 6
+
+
+@pytest.fixture(scope='module')
+def k8s():
+    target = K8sTarget()
+    print('Kubernetes tests against %s' % target.label)
+    yield target
+    target.close()
+
+
+@pytest.fixture(scope='module')
+def k8s_ansible():
+    """Ansible runs like the ``ansible`` fixture, without needing the lab (make test-k8s runs without it)."""
+    env = dict(os.environ)
+    for key in ('K8S_AUTH_KUBECONFIG', 'KUBECONFIG', 'K8S_AUTH_CONTEXT', 'K8S_AUTH_HOST', 'K8S_AUTH_API_KEY'):
+        env.pop(key, None)
+    env.update(ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0',
+               ANSIBLE_DEPRECATION_WARNINGS='0', PATH=BIN + os.pathsep + env.get('PATH', ''))
+    return Ansible(env)
+
+
+def unchanged(k8s, run):
+    """Run ``run()``; assert the cluster's objects did not change (and the FAKE server got no write)."""
+    before, writes = k8s.fingerprint(), k8s.mutations()
+    outcome = run()
+    assert k8s.fingerprint() == before
+    assert k8s.mutations() == writes
+    return outcome
+
+
+def module_missing(name):
+    return not os.path.exists(os.path.join(ROOT, 'plugins', 'modules', '%s.py' % name))
+
+
+# ---------------------------------------------------------------- service_info
+def test_service_info_reports_replicas_revision_pods_and_error_lines(k8s, k8s_ansible):
+    k8s.create('api', replicas=2, log_lines=['INFO api listening on :8080', 'ERROR database timeout after 30s'])
+    k8s.set_image('api', 'busybox:1.37')
+
+    def run():
+        return k8s_ansible.module('service_info', k8s.args(services=['api'], log_since='1h'), check=True)
+    rc, result, out = unchanged(k8s, run)
+    assert rc == 0, out
+    service = result['services'][0]
+    assert result['platform'] == 'kubernetes' and result['changed'] is False
+    assert (service['desired_replicas'], service['ready_replicas'], service['updated_replicas']) == (2, 2, 2)
+    assert service['revision'] == 2 and service['image'] == 'busybox:1.37' and service['rollout_complete']
+    assert sorted(i['name'] for i in service['instances']) == k8s.pod_names('api')
+    assert all(i['state'] == 'running' and i['health'] == 'healthy' for i in service['instances'])
+    assert [entry['line'] for entry in service['log_lines']] == ['ERROR database timeout after 30s'] * 2
+    assert result['status'] == 'warning'
+    assert 'service api: 2 log lines matching the log pattern' in result['reasons']
+
+
+def test_service_info_of_a_crashing_deployment_is_critical(k8s, k8s_ansible):
+    k8s.create('broken', replicas=1, log_lines=['FATAL missing DATABASE_URL'], crash=True, wait=False)
+    deadline = time.time() + WAIT
+    while time.time() < deadline:
+        pods = k8s.pods('broken')
+        statuses = pods[0].get('status', {}).get('containerStatuses') or [] if pods else []
+        if statuses and statuses[0].get('restartCount'):
+            break
+        time.sleep(0.5)
+    rc, result, out = k8s_ansible.module('service_info', k8s.args(services=['broken'], stats=False))
+    assert rc == 0, out
+    assert result['status'] == 'critical'
+    assert 'service broken: 0 of 1 instances ready' in result['reasons']
+    instance = result['services'][0]['instances'][0]
+    assert instance['health'] == 'unhealthy' and instance['restart_count'] >= 1
+    assert any('FATAL missing DATABASE_URL' in entry['line'] for entry in result['services'][0]['log_lines'])
+    k8s.delete('broken')
+
+
+def test_service_info_takes_the_kubeconfig_from_the_environment(k8s, k8s_ansible):
+    k8s.create('envcfg', replicas=1)
+    args = k8s.args(services=['envcfg'])
+    del args['kubeconfig']
+    rc, result, out = k8s_ansible.module('service_info', args, env=dict(K8S_AUTH_KUBECONFIG=k8s.kubeconfig))
+    assert rc == 0, out
+    assert result['services'][0]['ready_replicas'] == 1
+    k8s.delete('envcfg')
+
+
+# ---------------------------------------------------------------- service_scale
+def test_service_scale_four_steps(k8s, k8s_ansible):
+    k8s.create('worker', replicas=2)
+    args = k8s.args(service='worker', replicas=4, current_replicas=2, wait_timeout=WAIT)
+    # 1. check: the change is reported, nothing is written.
+    rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('service_scale', args, check=True))
+    assert rc == 0, out
+    assert result['changed'] is True and result['actions'][0]['done'] is False
+    assert result['actions'][0]['detail']['from'] == 2 and result['actions'][0]['detail']['to'] == 4
+    old_pods = set(k8s.pod_names('worker'))
+    # 2. apply: four ready pods, the two old ones kept, the same revision (scaling is no rollout).
+    rc, result, out = k8s_ansible.module('service_scale', args)
+    assert rc == 0, out
+    assert result['changed'] is True and result['actions'][0]['done'] is True
+    assert result['service']['ready_replicas'] == 4
+    assert k8s.deployment('worker')['spec']['replicas'] == 4
+    assert old_pods < set(k8s.pod_names('worker')) and len(k8s.pod_names('worker')) == 4
+    assert k8s.deployment('worker')['metadata']['annotations']['deployment.kubernetes.io/revision'] == '1'
+    if not REAL:
+        assert ('PATCH', '/apis/apps/v1/namespaces/%s/deployments/worker/scale' % k8s.namespace) in \
+            k8s.fake.cluster.mutations
+    # 3. idempotent check and 4. idempotent apply: nothing to do, nothing written.
+    for check in (True, False):
+        rc, result, out = unchanged(k8s, lambda check=check: k8s_ansible.module('service_scale', args, check=check))
+        assert rc == 0, out
+        assert result['changed'] is False and result['actions'] == []
+
+
+def test_service_scale_guards_fail_closed(k8s, k8s_ansible):
+    k8s.create('capped', replicas=1)
+
+    def run(**extra):
+        return k8s_ansible.module('service_scale', k8s.args(**dict(dict(service='capped', wait_timeout=WAIT), **extra)))
+    rc, result, out = unchanged(k8s, lambda: run(replicas=30))
+    assert_clean_failure(rc, result, out, 'replicas 30 is above max_replicas 20 for service capped: nothing changed')
+    rc, result, out = unchanged(k8s, lambda: run(replicas=6, max_replicas=5))
+    assert_clean_failure(rc, result, out, 'replicas 6 is above max_replicas 5')
+    rc, result, out = unchanged(k8s, lambda: run(replicas=-1))
+    assert_clean_failure(rc, result, out, 'replicas must not be negative')
+    rc, result, out = unchanged(k8s, lambda: run(replicas=3, current_replicas=2))
+    assert_clean_failure(rc, result, out, 'precondition failed: service capped has 1 replicas, current_replicas says 2')
+
+
+# ---------------------------------------------------------------- service_restart
+def test_service_restart_rollout_restart(k8s, k8s_ansible):
+    k8s.create('web', replicas=2)
+    args = k8s.args(service='web', wait_timeout=WAIT)
+    rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('service_restart', args, check=True))
+    assert rc == 0, out
+    assert result['changed'] is True and result['actions'][0]['action'] == 'rollout_restart'
+    old_pods = set(k8s.pod_names('web'))
+    rc, result, out = k8s_ansible.module('service_restart', args)
+    assert rc == 0, out
+    assert result['changed'] is True and result['actions'][0]['done'] is True
+    dep = k8s.deployment('web')
+    assert 'kubectl.kubernetes.io/restartedAt' in dep['spec']['template']['metadata']['annotations']
+    assert dep['metadata']['annotations']['deployment.kubernetes.io/revision'] == '2'
+    assert result['service']['ready_replicas'] == 2 and result['service']['revision'] == 2
+    k8s.settle('web')
+    assert not old_pods & set(k8s.pod_names('web')) and len(k8s.pod_names('web')) == 2
+
+
+def test_service_restart_four_steps_on_old_pods(k8s, k8s_ansible):
+    """min_uptime picks the pods to restart (deleted, so their ReplicaSet replaces them): the second run finds none."""
+    k8s.create('jobs', replicas=2)
+    time.sleep(UPTIME + 1.5)
+    args = k8s.args(service='jobs', min_uptime='%ds' % UPTIME, wait_timeout=WAIT)
+    old_pods = k8s.pod_names('jobs')
+    rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('service_restart', args, check=True))
+    assert rc == 0, out
+    assert result['changed'] is True and sorted(a['target'] for a in result['actions']) == old_pods
+    rc, result, out = k8s_ansible.module('service_restart', args)
+    assert rc == 0, out
+    assert result['changed'] is True and sorted(result['restarted']) == old_pods
+    k8s.settle('jobs')
+    assert not set(old_pods) & set(k8s.pod_names('jobs')) and len(k8s.pod_names('jobs')) == 2
+    assert k8s.deployment('jobs')['metadata']['annotations']['deployment.kubernetes.io/revision'] == '1'
+    for check in (True, False):
+        rc, result, out = unchanged(k8s, lambda check=check: k8s_ansible.module('service_restart', args, check=check))
+        assert rc == 0, out
+        assert result['changed'] is False and result['actions'] == []
+
+
+# ---------------------------------------------------------------- service_pause
+def test_service_pause_and_unpause_four_steps_each(k8s, k8s_ansible):
+    k8s.create('frontend', replicas=3)
+    pause = k8s.args(service='frontend', state='paused', wait_timeout=WAIT)
+    rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('service_pause', pause, check=True))
+    assert rc == 0, out
+    assert result['changed'] is True and result['actions'][0]['action'] == 'pause'
+    rc, result, out = k8s_ansible.module('service_pause', pause)
+    assert rc == 0, out
+    dep = k8s.deployment('frontend')
+    assert dep['spec']['replicas'] == 0
+    assert dep['metadata']['annotations']['incident.response/paused-replicas'] == '3'
+    k8s.settle('frontend')
+    assert k8s.pod_names('frontend') == []
+    for check in (True, False):
+        rc, result, out = unchanged(k8s, lambda check=check: k8s_ansible.module('service_pause', pause, check=check))
+        assert rc == 0, out
+        assert result['changed'] is False and result['actions'] == []
+
+    unpause = dict(pause, state='unpaused')
+    rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('service_pause', unpause, check=True))
+    assert rc == 0, out
+    assert result['changed'] is True and result['actions'][0]['action'] == 'unpause'
+    rc, result, out = k8s_ansible.module('service_pause', unpause)
+    assert rc == 0, out
+    dep = k8s.deployment('frontend')
+    assert dep['spec']['replicas'] == 3
+    assert 'incident.response/paused-replicas' not in dep['metadata']['annotations']
+    assert result['service']['ready_replicas'] == 3
+    for check in (True, False):
+        rc, result, out = unchanged(k8s, lambda check=check: k8s_ansible.module('service_pause', unpause, check=check))
+        assert rc == 0, out
+        assert result['changed'] is False and result['actions'] == []
+
+
+# ---------------------------------------------------------------- deployment_rollback
+@pytest.mark.skipif(module_missing('deployment_rollback'), reason='deployment_rollback has not landed yet')
+def test_deployment_rollback_four_steps(k8s, k8s_ansible):
+    k8s.create('insights-app', replicas=2, image='busybox:1.36')
+    k8s.set_image('insights-app', 'busybox:1.37')
+    args = k8s.args(service='insights-app', wait_timeout=WAIT)
+    rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('deployment_rollback', args, check=True))
+    assert rc == 0, out
+    assert result['changed'] is True
+    rc, result, out = k8s_ansible.module('deployment_rollback', args)
+    assert rc == 0, out
+    assert result['changed'] is True
+    k8s.settle('insights-app')
+    assert k8s.images('insights-app') == ['busybox:1.36']
+    dep = k8s.deployment('insights-app')
+    assert dep['spec']['template']['spec']['containers'][0]['image'] == 'busybox:1.36'
+    assert dep['metadata']['annotations']['deployment.kubernetes.io/revision'] == '3'
+    assert 'pod-template-hash' not in dep['spec']['template']['metadata']['labels']
+    return result
+
+
+@pytest.mark.skipif(module_missing('deployment_rollback'), reason='deployment_rollback has not landed yet')
+def test_deployment_rollback_without_history_is_a_clear_message(k8s, k8s_ansible):
+    k8s.create('fresh', replicas=1)
+    rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('deployment_rollback', k8s.args(service='fresh')))
+    assert_clean_failure(rc, result, out, 'deployment fresh has no previous revision in namespace %s' % k8s.namespace)
+
+
+# ---------------------------------------------------------------- bad input and unreachable servers
+@pytest.mark.parametrize('module, extra', [
+    ('service_info', dict(services=['nope'])),
+    ('service_scale', dict(service='nope', replicas=2)),
+    ('service_restart', dict(service='nope')),
+    ('service_pause', dict(service='nope')),
+])
+def test_unknown_deployment_is_one_clear_message(k8s, k8s_ansible, module, extra):
+    rc, result, out = unchanged(k8s, lambda: k8s_ansible.module(module, k8s.args(**extra)))
+    assert_clean_failure(rc, result, out, 'deployment nope not found in namespace %s' % k8s.namespace)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_api_server_names_it(k8s_ansible, tmp_path):
+    url = 'http://127.0.0.1:%d' % free_port()
+    kubeconfig = tmp_path / 'kubeconfig'
+    kubeconfig.write_text(json.dumps({
+        'apiVersion': 'v1', 'kind': 'Config', 'current-context': 'gone',
+        'clusters': [{'name': 'gone', 'cluster': {'server': url}}],
+        'users': [{'name': 'u', 'user': {'token': 'secret-token-value'}}],
+        'contexts': [{'name': 'gone', 'context': {'cluster': 'gone', 'user': 'u'}}]}))
+    args = dict(platform='kubernetes', kubeconfig=str(kubeconfig), service='web', replicas=2)
+    rc, result, out = k8s_ansible.module('service_scale', args)
+    assert_clean_failure(rc, result, out, 'cannot reach the Kubernetes API server at %s' % url, 'Connection refused')
+    assert 'secret-token-value' not in out
+
+
+def test_missing_kubeconfig_and_wrong_context(k8s, k8s_ansible):
+    rc, result, out = k8s_ansible.module('service_info', dict(platform='kubernetes', kubeconfig='/nonexistent/kube'))
+    assert_clean_failure(rc, result, out, 'kubeconfig /nonexistent/kube does not exist')
+    rc, result, out = k8s_ansible.module('service_info', k8s.args(context='no-such-context'))
+    assert_clean_failure(rc, result, out, 'cannot use kubeconfig', '(context no-such-context)')
+
+
+@pytest.mark.skipif(REAL, reason='the FAKE server decides who is allowed; a real cluster has its own RBAC')
+def test_rejected_token_and_forbidden_patch(k8s, k8s_ansible, tmp_path):
+    k8s.create('locked', replicas=1)
+    bad = k8s.fake.kubeconfig(str(tmp_path / 'bad'), namespace=k8s.namespace, token='stolen')
+    rc, result, out = k8s_ansible.module('service_scale', dict(k8s.args(service='locked', replicas=2),
+                                                               kubeconfig=bad))
+    assert_clean_failure(rc, result, out, 'rejected the credentials', '401 Unauthorized')
+    k8s.fake.cluster.denied.add(('patch', 'deployments'))
+    try:
+        rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('service_restart', k8s.args(service='locked')))
+    finally:
+        k8s.fake.cluster.denied.clear()
+    assert_clean_failure(rc, result, out, 'forbidden (403) while restarting (deployment locked in namespace',
+                         'cannot patch resource "deployments"')
+
+
+def test_module_defaults_group_sets_the_connection_once(k8s, k8s_ansible, tmp_path):
+    k8s.create('grouped', replicas=1)
+    playbook = tmp_path / 'group.yml'
+    playbook.write_text(json.dumps([{
+        'hosts': 'localhost', 'gather_facts': False,
+        'module_defaults': {'group/incident.response.kubernetes': {
+            'platform': 'kubernetes', 'kubeconfig': k8s.kubeconfig, 'namespace': k8s.namespace}},
+        'tasks': [
+            {'name': 'scale', 'incident.response.service_scale': {'service': 'grouped', 'replicas': 2,
+                                                                  'wait_timeout': WAIT}},
+            {'name': 'info', 'incident.response.service_info': {'services': ['grouped']}, 'register': 'info'},
+            {'ansible.builtin.assert': {'that': ['info.services[0].ready_replicas == 2']}},
+        ]}]))
+    run = k8s_ansible.playbook(str(playbook))
+    assert run.rc == 0, run
+    assert run.recap.get('changed') == 1 and run.recap.get('failed') == 0, run
