@@ -138,6 +138,18 @@ demo: setup lab-up ## start the lab, then run scripts/demo.sh
 	@$(call need_lab_env)
 	cd "$(ROOT)" && bash scripts/demo.sh
 
+# The Kubernetes side: tests/integration/test_service_kubernetes.py runs against the FAKE API server
+# (tests/fake_k8s) in `make integration`; here against the real cluster of KUBECONFIG when it is set,
+# in a throwaway namespace (docs/kubernetes.md). Needs no lab.
+.PHONY: test-k8s
+test-k8s: setup ## Kubernetes tests: the real cluster of $KUBECONFIG when set, else the FAKE API server
+	@cd "$(ROOT)" && if [ -n "$${KUBECONFIG:-}" ]; then \
+	  export INCIDENT_K8S_TARGET=real; echo "test-k8s: against the real cluster of KUBECONFIG=$$KUBECONFIG"; \
+	else \
+	  export INCIDENT_K8S_TARGET=fake; echo "test-k8s: KUBECONFIG is not set: against the FAKE API server"; \
+	fi; \
+	$(call pytest,tests/integration/test_service_kubernetes.py)
+
 benchmark: setup ## run scripts/benchmark.sh (placeholder)
 	cd "$(ROOT)" && bash scripts/benchmark.sh
 

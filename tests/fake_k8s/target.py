@@ -38,8 +38,11 @@ class K8sTarget(object):
             self.fake = FakeKubeServer(ready_delay=0.3, terminate_delay=0.3).start()
             self.kubeconfig = self.fake.kubeconfig(os.path.join(self.tmp, 'kubeconfig'))
             self.namespace = 'incidents'
-        self.api_client = kubernetes.config.new_client_from_config(config_file=self.kubeconfig,
-                                                                   persist_config=False)
+        try:
+            self.api_client = kubernetes.config.new_client_from_config(config_file=self.kubeconfig,
+                                                                       persist_config=False)
+        except (kubernetes.config.ConfigException, OSError) as exc:
+            raise RuntimeError('the Kubernetes tests cannot use the kubeconfig %s: %s' % (self.kubeconfig, exc))
         self.apps = kubernetes.client.AppsV1Api(self.api_client)
         self.core = kubernetes.client.CoreV1Api(self.api_client)
         if self.real:

@@ -243,7 +243,6 @@ def test_deployment_rollback_four_steps(k8s, k8s_ansible):
     assert dep['spec']['template']['spec']['containers'][0]['image'] == 'busybox:1.36'
     assert dep['metadata']['annotations']['deployment.kubernetes.io/revision'] == '3'
     assert 'pod-template-hash' not in dep['spec']['template']['metadata']['labels']
-    return result
 
 
 @pytest.mark.skipif(module_missing('deployment_rollback'), reason='deployment_rollback has not landed yet')
