@@ -17,6 +17,9 @@ Modes:
   idle_tx     BEGIN; INSERT INTO audit_log ...; then idle in transaction
   flood       idle sessions up to --share of max_connections, minus the sessions already there
   long_query  SELECT pg_sleep(--query-seconds), active
+  refresh     SELECT pg_tviews_refresh(--refresh-tview) FROM pg_sleep(--query-seconds), active:
+              a TVIEW refresh as the pg_tviews runbooks see it (connect with --dbname to a
+              pg_tviews fixture database of the lab)
 --protect-user adds one session (--protect-application-name, default postgres_exporter)
 that runs BEGIN; SELECT ... and sits idle in transaction: remediations must spare it.
 
@@ -49,6 +52,7 @@ EXPECTED_STATE = {
     "idle_tx": "idle in transaction",
     "flood": "idle",
     "long_query": "active",
+    "refresh": "active",
     "protected": "idle in transaction",
 }
 SCRIPT_MARK = "hold_sessions"
@@ -191,6 +195,10 @@ class Session:
             elif self.kind == "long_query":
                 # Sent, not waited for: the session stays active for the whole sleep.
                 cur.execute("SELECT pg_sleep(%s)", (args.query_seconds,))
+            elif self.kind == "refresh":
+                # A refresh that takes --query-seconds: sent, not waited for.
+                cur.execute("SELECT pg_tviews_refresh(%s) FROM pg_sleep(%s)",
+                            (args.refresh_tview, args.query_seconds))
         except (psycopg2.Error, HoldError) as exc:
             self.close()
             raise HoldError("cannot open a session as %s: %s" % (self.describe(args), first_line(exc)))
@@ -201,7 +209,7 @@ class Session:
         if conn is None or conn.closed:
             return
         try:
-            if self.kind == "long_query":
+            if self.kind in ("long_query", "refresh"):
                 conn.cancel()
             elif self.kind in ("idle_tx", "protected"):
                 cur = conn.cursor()
@@ -525,10 +533,11 @@ def parse_args(argv):
     parser.add_argument("command", choices=["start", "stop", "status"])
     parser.add_argument("--name", required=True, help="fault name (file names in --state-dir)")
     parser.add_argument("--state-dir", required=True)
-    parser.add_argument("--mode", choices=["idle_tx", "flood", "long_query"], default="idle_tx")
+    parser.add_argument("--mode", choices=["idle_tx", "flood", "long_query", "refresh"], default="idle_tx")
     parser.add_argument("--count", type=int, default=5)
     parser.add_argument("--share", type=float, default=0.9, help="flood: share of max_connections")
     parser.add_argument("--query-seconds", type=float, default=600)
+    parser.add_argument("--refresh-tview", default="tv_order", help="refresh: the TVIEW to refresh")
     parser.add_argument("--application-name", default="gameday")
     parser.add_argument("--host", default=env.get("PGHOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env.get("PGPORT", "5432")))
