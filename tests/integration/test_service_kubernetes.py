@@ -8,6 +8,7 @@ cluster of KUBECONFIG, in a throwaway namespace deleted at the end.
 Check mode is proven by comparing the cluster's objects before and after (deployments' spec, annotations
 and generation, ReplicaSets, pods) and, on the FAKE server, by the count of write requests it received.
 """
+import calendar
 import json
 import os
 import socket
@@ -23,13 +24,15 @@ from fake_k8s.target import K8sTarget, use_real_cluster  # noqa: E402 pylint: di
 
 REAL = use_real_cluster()
 WAIT = 180 if REAL else 20
-UPTIME = 25 if REAL else 6
+UPTIME = 30 if REAL else 12
 
 
 @pytest.fixture(scope='module')
 def k8s():
     target = K8sTarget()
     print('Kubernetes tests against %s' % target.label)
+    # Created first, so that its pods are old enough for the min_uptime test when it runs.
+    target.create('jobs', replicas=2, wait=False)
     yield target
     target.close()
 
@@ -171,8 +174,10 @@ def test_service_restart_rollout_restart(k8s, k8s_ansible):
 
 def test_service_restart_four_steps_on_old_pods(k8s, k8s_ansible):
     """min_uptime picks the pods to restart (deleted, so their ReplicaSet replaces them): the second run finds none."""
-    k8s.create('jobs', replicas=2)
-    time.sleep(UPTIME + 1.5)
+    k8s.settle('jobs')
+    started = min(calendar.timegm(time.strptime(p['status']['startTime'], '%Y-%m-%dT%H:%M:%SZ'))
+                  for p in k8s.pods('jobs'))
+    time.sleep(max(UPTIME + 1.5 - (time.time() - started), 0))
     args = k8s.args(service='jobs', min_uptime='%ds' % UPTIME, wait_timeout=WAIT)
     old_pods = k8s.pod_names('jobs')
     rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('service_restart', args, check=True))
