@@ -56,6 +56,7 @@ except ImportError:
         status = None
 
 REVISION_ANNOTATION = 'deployment.kubernetes.io/revision'
+REVISION_HISTORY_ANNOTATION = 'deployment.kubernetes.io/revision-history'
 RESTARTED_AT_ANNOTATION = 'kubectl.kubernetes.io/restartedAt'
 PAUSED_ANNOTATION = 'incident.response/paused-replicas'
 CHANGE_CAUSE_ANNOTATION = 'kubernetes.io/change-cause'
@@ -295,6 +296,12 @@ def pick_rollback_target(deployment_name, namespace, current_revision, replicase
         return older[-1][1]
     for number, rs in known:
         if number == revision:
+            return rs
+    # A rollback gives the old ReplicaSet a new number and keeps the old ones in revision-history:
+    # asking again for revision N finds the ReplicaSet that now runs it (and nothing to do).
+    for number, rs in known:
+        history = ((rs.get('metadata') or {}).get('annotations') or {}).get(REVISION_HISTORY_ANNOTATION) or ''
+        if str(revision) in [h.strip() for h in history.split(',')]:
             return rs
     raise BackendError('deployment %s has no revision %s in namespace %s (revisions kept: %s)' % (
         deployment_name, revision, namespace, ', '.join(str(n) for n in numbers) or 'none'))
@@ -582,7 +589,11 @@ class KubernetesBackend(object):
         return sorted(entries, key=lambda e: e['revision'])
 
     def rollback_target(self, name, revision=None):
-        """What :meth:`rollback` would do, without doing it: ``{'from', 'to', 'template'}``; BackendError if nothing."""
+        """What :meth:`rollback` would do, without doing it (check mode).
+
+        ``{'from', 'to', 'template', 'noop'}``; ``noop`` when the deployment already runs that template
+        (asked again for a revision it was rolled back to). BackendError when there is nothing to roll back to.
+        """
         deployment = self.deployment(name)
         spec = deployment.get('spec') or {}
         if spec.get('paused'):
@@ -606,7 +617,7 @@ class KubernetesBackend(object):
         if not plan['noop']:
             body = [{'op': 'replace', 'path': '/spec/template', 'value': plan['template']}]
             self._patch(name, body, JSON_PATCH, 'rolling back to revision %s' % plan['to']['revision'])
-        return {'from': plan['from'], 'to': plan['to']}
+        return {'from': plan['from'], 'to': plan['to'], 'changed': not plan['noop']}
 
     def logs(self, name, since=None, pattern=None, lines=200):
         regex = re.compile(pattern) if pattern else None

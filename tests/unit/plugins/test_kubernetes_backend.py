@@ -329,7 +329,12 @@ def test_history_and_rollback_to_previous_and_given_revision(backend, fake_k8s):
     # The pod-template-hash label did not leak into the deployment's template.
     labels = fake_k8s.cluster.get_deployment('default', 'web')['spec']['template']['metadata']['labels']
     assert labels == {'app': 'web'}
-    backend.rollback('web', revision=1)
+    # Asking again for revision 2 finds the ReplicaSet that now runs it as revision 4: nothing to do.
+    mutations = len(fake_k8s.cluster.mutations)
+    again = backend.rollback('web', revision=2)
+    assert again['changed'] is False and again['to']['revision'] == 4 and again['from']['revision'] == 4
+    assert len(fake_k8s.cluster.mutations) == mutations
+    assert backend.rollback('web', revision=1)['changed'] is True
     assert settle(backend)['image'] == 'web:1'
 
 
