@@ -92,7 +92,8 @@ class Ansible(object):
         if diff:
             cmd.append('--diff')
         run_env = dict(self.env, **(env or {}))
-        proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=900, check=False)
+        proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=900, check=False,
+                              stdin=subprocess.DEVNULL)  # never an interactive prompt
         out = proc.stdout + proc.stderr
         # The YAML callback wraps long lines: tests read the output as one line of words.
         return PlaybookRun(proc.returncode, ' '.join(out.split()), parse_recap(out))
@@ -312,7 +313,13 @@ class Engine(object):
         return sorted(c.status for c in self.containers(service))
 
     def compose(self, *args):
-        cmd = ['docker-compose', '-p', self.project, '-f', self.compose_file] + list(args)
+        """docker-compose on the lab's project; extra ``-f FILE`` pairs first in args add override files."""
+        args = list(args)
+        files = ['-f', self.compose_file]
+        while args[:1] == ['-f']:
+            files += args[:2]
+            args = args[2:]
+        cmd = ['docker-compose', '-p', self.project] + files + args
         return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300,
                               env=dict(os.environ, DOCKER_HOST=self.env['DOCKER_HOST']))
 
