@@ -114,6 +114,14 @@ contract:
   description: The contract found, V(runbook) or V(extension).
   returned: always
   type: str
+database:
+  description: The database assessed (C(current_database())).
+  returned: always
+  type: str
+server_version:
+  description: The server's version, such as C(15.8).
+  returned: always
+  type: str
 status:
   description: V(ok), V(warning) (HIGH or MONITOR) or V(critical) (CRITICAL, or integrity failures).
   returned: always
@@ -346,7 +354,8 @@ def main():
 
     client = PgClient(module)
     contract = detect_contract(client, p['contract'])
-    extra = {}
+    extra = dict(database=client.query_one('SELECT current_database() AS d')['d'],
+                 server_version=client.query_one("SELECT current_setting('server_version') AS v")['v'])
     if contract == EXTENSION:
         result, facts, targets = assess_extension(client, extra)
     else:

@@ -61,6 +61,14 @@ options:
     description: How many TVIEWs to list in RV(pending_by_tview).
     type: int
     default: 20
+  return_rows:
+    description: Also return the pending rows themselves in RV(rows) (evidence), as they were before any change.
+    type: bool
+    default: false
+  max_rows:
+    description: With O(return_rows=true), return at most this many rows (oldest first).
+    type: int
+    default: 100000
 seealso:
   - module: incident.response.tview_info
   - module: incident.response.tview_state
@@ -105,6 +113,15 @@ pending_by_tview:
   returned: always
   type: list
   elements: dict
+rows:
+  description: The pending rows before any change (every column, as JSON), oldest first, at most O(max_rows).
+  returned: when O(return_rows=true)
+  type: list
+  elements: dict
+rows_truncated:
+  description: Whether more pending rows exist than RV(rows) holds.
+  returned: when O(return_rows=true)
+  type: bool
 archived:
   description: Rows moved into the archive by this run (would be, in check mode).
   returned: always
@@ -138,6 +155,8 @@ executed_queries:
   elements: str
 '''
 
+import json
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.incident.response.plugins.module_utils._common import make_action, plural
@@ -161,6 +180,8 @@ def argument_spec():
         names=dict(type='list', elements='str'),
         contract=dict(type='str', default='auto', choices=CONTRACT_CHOICES),
         top=dict(type='int', default=20),
+        return_rows=dict(type='bool', default=False),
+        max_rows=dict(type='int', default=100000),
     )
     return spec
 
@@ -170,6 +191,8 @@ def argument_problem(params):
         return 'action=%s needs incident_id (the tag of the archived rows)' % params['action']
     if params.get('names') is not None and not params['names']:
         return 'names must not be empty'
+    if params['max_rows'] < 0:
+        return 'max_rows must not be negative, got %s' % params['max_rows']
     if params['top'] < 0:
         return 'top must not be negative, got %s' % params['top']
     return None
@@ -231,6 +254,13 @@ WHERE attrelid = pg_catalog.to_regclass('pg_tviews_queue') AND attnum > 0 AND NO
             'SELECT entity_name AS name, count(*) AS pending FROM {} WHERE processed_at IS NULL').format(self.queue)
             + where + pgsql.SQL(' GROUP BY entity_name ORDER BY 2 DESC, 1 LIMIT %s'), params + [top])
         return row['pending'], row['oldest'], by_tview
+
+    def rows(self, limit):
+        where, params = self.filter('AND')
+        found = self.client.query(pgsql.SQL(
+            'SELECT row_to_json(q)::text AS j FROM {} q WHERE processed_at IS NULL').format(self.queue) + where
+            + pgsql.SQL(' ORDER BY created_at, 1 LIMIT %s'), params + [limit])
+        return [json.loads(r['j']) for r in found]
 
     def archive_counts(self):
         if not self.archive_exists:
@@ -322,6 +352,10 @@ def main():
     queue = Queue(client, p['names'])
     pending_before, oldest, by_tview = queue.pending(p['top'])
     archived_before = queue.archive_counts()
+    evidence = {}
+    if p['return_rows']:
+        evidence['rows'] = queue.rows(p['max_rows'])
+        evidence['rows_truncated'] = len(evidence['rows']) < pending_before
     actions = []
     archived = restored = 0
     incident = p['incident_id']
@@ -397,6 +431,7 @@ def main():
         summary=summary,
         executed_queries=client.executed_queries,
     )
+    result.update(evidence)
     if module._diff:
         predicted_pending = pending_before - archived + restored
         result['diff'] = dict(

@@ -1,0 +1,134 @@
+"""playbooks/emergency_disable.yml on the lab's runbook catalog fixture, with real faults."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import BIN, ROOT
+
+PLAYBOOK = 'playbooks/emergency_disable.yml'
+LOCK_NAME = 'incident.response/tview_emergency'
+
+
+@pytest.fixture
+def incident_dir(tmp_path):
+    return str(tmp_path / 'incidents')
+
+
+@pytest.fixture
+def emergency(gameday, tviews):
+    """The three faults of the molecule scenario: 12 of 20 TVIEWs failing, 20,000 pending, 3 refresh backends."""
+    gameday('refresh_backends', 'clear')  # a holder left by an earlier run would hold another number of sessions
+    for fault, extra in (('tview_refresh_errors', {}), ('queue_backlog', {}), ('refresh_backends', dict(gameday_sessions=3))):
+        run = gameday(fault, **extra)
+        assert run.rc == 0, run
+    return tviews
+
+
+def play_vars(incident_dir, **extra):
+    return dict(dict(pg_login_db='tviews_runbook', tview_emergency_incident_dir=incident_dir), **extra)
+
+
+def refresh_sessions(lab):
+    return lab.query("SELECT pid, state FROM pg_stat_activity WHERE application_name = 'gameday_refresh' "
+                     "AND query LIKE '%%pg_tviews_refresh%%' AND state = 'active'", ())
+
+
+def test_check_then_no_approval_then_approved_then_idempotent(ansible, emergency, lab, incident_dir):
+    tviews = emergency
+    before = dict(tviews.state(), activity=lab.activity())
+    assert len(refresh_sessions(lab)) == 3
+
+    # 1. --check: the plan, nothing changed (catalog, queue, archive, pg_stat_activity)
+    run = ansible.playbook(PLAYBOOK, play_vars(incident_dir), check=True)
+    assert run.rc == 0, run
+    for text in ('DRY RUN (--check)', 'would cancel 3 backends', 'would archive 20005 pending refreshes',
+                 'would disable 20 TVIEWs', 'CRITICAL: Majority of TVIEWs failing'):
+        assert text in run.output, text
+    assert dict(tviews.state(), activity=lab.activity()) == before
+    assert not os.path.exists(incident_dir)
+
+    # 2. neither a prompt answer nor approve=true: stops after the plan
+    run = ansible.playbook(PLAYBOOK, play_vars(incident_dir))
+    assert run.rc == 0 and run.changed == 0, run
+    assert 'NOT APPROVED: stopped after the plan, nothing was changed' in run.output
+    assert dict(tviews.state(), activity=lab.activity()) == before
+
+    # 3. approved: acts
+    run = ansible.playbook(PLAYBOOK, play_vars(incident_dir, approve=True, tview_emergency_incident_id='INC-E1'))
+    assert run.rc == 0, run
+    assert 'EMERGENCY PROTOCOL DONE for incident INC-E1' in run.output
+    assert refresh_sessions(lab) == []
+    assert tviews.pending() == 0
+    assert tviews.query("SELECT count(*) FROM pg_tviews_queue_archive WHERE incident_id = 'INC-E1'")[0][0] == 20005
+    disabled = tviews.query('SELECT count(*) FROM pg_tviews_metadata WHERE emergency_disabled AND '
+                            "emergency_disable_reason = '[INC-E1] Critical incident response' "
+                            'AND emergency_disable_time IS NOT NULL')[0][0]
+    assert disabled == 20
+    assert 'Exit criteria NOT MET: 8 of 20 TVIEWs healthy' in run.output
+    assert 'Integrity check passed' in run.output
+    evidence = os.path.join(incident_dir, 'INC-E1')
+    assert sorted(os.listdir(evidence)) == ['assessment.json', 'catalog.json', 'queue.json', 'summary.json']
+    with open(os.path.join(evidence, 'queue.json')) as handle:
+        assert len(json.load(handle)) == 20005
+    with open(os.path.join(evidence, 'catalog.json')) as handle:
+        catalog = json.load(handle)
+    assert len(catalog) == 20 and not any(row['emergency_disabled'] for row in catalog)  # as it was
+    with open(os.path.join(evidence, 'summary.json')) as handle:
+        summary = json.load(handle)
+    assert summary['archived'] == 20005 and len(summary['cancelled']) == 3 and summary['integrity_ok'] is True
+
+    # 4. approved again: nothing left to do
+    after = tviews.state()
+    run = ansible.playbook(PLAYBOOK, play_vars(incident_dir, approve=True, tview_emergency_incident_id='INC-E1'))
+    assert run.rc == 0 and run.changed == 0, run
+    assert tviews.state() == after
+
+
+def test_not_an_emergency_changes_nothing(ansible, tviews, lab, incident_dir):
+    before = dict(tviews.state(), activity=lab.activity())
+    run = ansible.playbook(PLAYBOOK, play_vars(incident_dir, approve=True))
+    assert run.rc == 0 and run.changed == 0, run
+    assert 'the runbook recommends NONE, not the emergency protocol' in run.output
+    assert dict(tviews.state(), activity=lab.activity()) == before
+
+
+def test_a_second_run_while_one_holds_the_lock_fails_clearly(ansible, emergency, lab, incident_dir):
+    tviews = emergency
+    holder = tviews.connect(application_name='other-emergency-run')
+    try:
+        with holder.cursor() as cur:
+            cur.execute('SELECT pg_advisory_lock(hashtext(%s)::bigint), pg_backend_pid()', (LOCK_NAME,))
+            pid = cur.fetchone()[1]
+        before = tviews.state()
+        run = ansible.playbook(PLAYBOOK, play_vars(incident_dir, approve=True))
+        assert run.rc != 0, run
+        assert 'another emergency run holds the lock incident.response/tview_emergency' in run.output
+        assert 'session pid %d' % pid in run.output and 'other-emergency-run' in run.output
+        assert 'Traceback' not in run.output
+        assert tviews.state() == before
+    finally:
+        holder.close()
+
+
+def test_two_concurrent_runs_exactly_one_acts(ansible_env, emergency, incident_dir):
+    tviews = emergency
+    procs = []
+    for incident in ('INC-A', 'INC-B'):
+        cmd = [os.path.join(BIN, 'ansible-playbook'), '-i', os.path.join(ROOT, 'inventory', 'lab.yml'),
+               os.path.join(ROOT, PLAYBOOK), '-e', json.dumps(play_vars(
+                   incident_dir, approve=True, tview_emergency_incident_id=incident))]
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=ansible_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, text=True))
+    outputs = [' '.join(proc.communicate(timeout=600)[0].split()) for proc in procs]
+    archived = dict(tviews.query('SELECT incident_id, count(*) FROM pg_tviews_queue_archive GROUP BY 1'))
+    assert sorted(archived.values()) == [20005], (archived, outputs)
+    acted = [incident for incident in ('INC-A', 'INC-B') if incident in archived]
+    assert len(acted) == 1
+    other = 1 - ('INC-A', 'INC-B').index(acted[0])
+    # The other run either met the lock (failed with the clear message) or came after and found nothing to do.
+    assert ('another emergency run' in outputs[other] and procs[other].returncode != 0) or \
+        ('no pending refresh: nothing to archive' in outputs[other] and procs[other].returncode == 0), outputs[other]
+    reasons = tviews.query('SELECT DISTINCT emergency_disable_reason FROM pg_tviews_metadata')
+    assert reasons == [('[%s] Critical incident response' % acted[0],)]
