@@ -319,7 +319,7 @@ WHERE attrelid = pg_catalog.to_regclass('pg_tviews_queue') AND attnum > 0 AND NO
             needed = [('pg_tviews_queue', 'DELETE')]
             if self.archive_exists:
                 needed.append((self.archive_name, 'INSERT'))
-        elif action == 'restore':
+        elif action == 'restore' and self.archive_exists:
             needed = [('pg_tviews_queue', 'INSERT'), (self.archive_name, 'UPDATE')]
         missing = []
         for table, privilege in needed:
