@@ -57,10 +57,6 @@ def unchanged(k8s, run):
     return outcome
 
 
-def module_missing(name):
-    return not os.path.exists(os.path.join(ROOT, 'plugins', 'modules', '%s.py' % name))
-
-
 # ---------------------------------------------------------------- service_info
 def test_service_info_reports_replicas_revision_pods_and_error_lines(k8s, k8s_ansible):
     k8s.create('api', replicas=2, log_lines=['INFO api listening on :8080', 'ERROR database timeout after 30s'])
@@ -231,30 +227,68 @@ def test_service_pause_and_unpause_four_steps_each(k8s, k8s_ansible):
 
 
 # ---------------------------------------------------------------- deployment_rollback
-@pytest.mark.skipif(module_missing('deployment_rollback'), reason='deployment_rollback has not landed yet')
+def rollout_state(k8s, name):
+    dep = k8s.deployment(name)
+    return (dep['spec']['template']['spec']['containers'][0]['image'],
+            dep['metadata']['annotations']['deployment.kubernetes.io/revision'])
+
+
 def test_deployment_rollback_four_steps(k8s, k8s_ansible):
+    """kubectl rollout undo: the previous ReplicaSet's template comes back; current_image makes it idempotent."""
     k8s.create('insights-app', replicas=2, image='busybox:1.36')
     k8s.set_image('insights-app', 'busybox:1.37')
-    args = k8s.args(service='insights-app', wait_timeout=WAIT)
+    args = k8s.args(service='insights-app', current_image='busybox:1.37', wait_timeout=WAIT)
+    # 1. check: the plan (revision 2 -> 1), nothing written.
     rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('deployment_rollback', args, check=True))
     assert rc == 0, out
-    assert result['changed'] is True
+    assert result['changed'] is True and result['actions'][0]['done'] is False
+    detail = result['actions'][0]['detail']
+    assert (detail['from'], detail['to']) == (dict(revision=2, image='busybox:1.37'),
+                                              dict(revision=1, image='busybox:1.36'))
+    assert [(e['revision'], e['image']) for e in result['history']] == [(1, 'busybox:1.36'), (2, 'busybox:1.37')]
+    # 2. apply: the deployment runs the old template again, as revision 3 (the controller renumbers it).
+    rc, result, out = k8s_ansible.module('deployment_rollback', args)
+    assert rc == 0, out
+    assert result['changed'] is True and result['actions'][0]['done'] is True
+    assert result['service']['ready_replicas'] == 2 and result['service']['image'] == 'busybox:1.36'
+    k8s.settle('insights-app')
+    assert k8s.images('insights-app') == ['busybox:1.36']
+    assert rollout_state(k8s, 'insights-app') == ('busybox:1.36', '3')
+    dep = k8s.deployment('insights-app')
+    assert 'pod-template-hash' not in dep['spec']['template']['metadata']['labels']
+    assert [r['metadata']['annotations']['deployment.kubernetes.io/revision']
+            for r in k8s.replicasets('insights-app')] == ['2', '3']
+    # 3. idempotent check and 4. idempotent apply: the suspect image no longer runs, nothing to do.
+    for check in (True, False):
+        rc, result, out = unchanged(
+            k8s, lambda check=check: k8s_ansible.module('deployment_rollback', args, check=check))
+        assert rc == 0, out
+        assert result['changed'] is False and result['actions'] == []
+
+
+def test_deployment_rollback_to_a_given_revision(k8s, k8s_ansible):
+    k8s.create('reports', replicas=1, image='busybox:1.35')
+    k8s.set_image('reports', 'busybox:1.36')
+    k8s.set_image('reports', 'busybox:1.37')
+    args = k8s.args(service='reports', revision=1, wait_timeout=WAIT)
+    rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('deployment_rollback', args, check=True))
+    assert rc == 0, out
+    assert result['changed'] is True and result['actions'][0]['detail']['to'] == dict(revision=1, image='busybox:1.35')
     rc, result, out = k8s_ansible.module('deployment_rollback', args)
     assert rc == 0, out
     assert result['changed'] is True
-    k8s.settle('insights-app')
-    assert k8s.images('insights-app') == ['busybox:1.36']
-    dep = k8s.deployment('insights-app')
-    assert dep['spec']['template']['spec']['containers'][0]['image'] == 'busybox:1.36'
-    assert dep['metadata']['annotations']['deployment.kubernetes.io/revision'] == '3'
-    assert 'pod-template-hash' not in dep['spec']['template']['metadata']['labels']
+    k8s.settle('reports')
+    assert rollout_state(k8s, 'reports') == ('busybox:1.35', '4')
+    assert k8s.images('reports') == ['busybox:1.35']
 
 
-@pytest.mark.skipif(module_missing('deployment_rollback'), reason='deployment_rollback has not landed yet')
 def test_deployment_rollback_without_history_is_a_clear_message(k8s, k8s_ansible):
     k8s.create('fresh', replicas=1)
     rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('deployment_rollback', k8s.args(service='fresh')))
-    assert_clean_failure(rc, result, out, 'deployment fresh has no previous revision in namespace %s' % k8s.namespace)
+    assert_clean_failure(rc, result, out, 'fresh has no earlier revision to roll back to: 1 recorded')
+    rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('deployment_rollback',
+                                                                k8s.args(service='fresh', revision=7)))
+    assert_clean_failure(rc, result, out, 'fresh has no revision 7 (recorded: 1)')
 
 
 # ---------------------------------------------------------------- bad input and unreachable servers
@@ -263,6 +297,7 @@ def test_deployment_rollback_without_history_is_a_clear_message(k8s, k8s_ansible
     ('service_scale', dict(service='nope', replicas=2)),
     ('service_restart', dict(service='nope')),
     ('service_pause', dict(service='nope')),
+    ('deployment_rollback', dict(service='nope')),
 ])
 def test_unknown_deployment_is_one_clear_message(k8s, k8s_ansible, module, extra):
     rc, result, out = unchanged(k8s, lambda: k8s_ansible.module(module, k8s.args(**extra)))
