@@ -585,6 +585,9 @@ class KubernetesBackend(object):
                 replicas=(rs.get('spec') or {}).get('replicas') or 0,
                 current=number == current,
                 change_cause=(meta.get('annotations') or {}).get(CHANGE_CAUSE_ANNOTATION),
+                # The numbers this ReplicaSet had before a rollback renumbered it.
+                previous_revisions=[int(h) for h in ((meta.get('annotations') or {}).get(
+                    REVISION_HISTORY_ANNOTATION) or '').split(',') if h.strip().isdigit()],
             ))
         return sorted(entries, key=lambda e: e['revision'])
 

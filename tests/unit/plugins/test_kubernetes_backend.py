@@ -329,6 +329,7 @@ def test_history_and_rollback_to_previous_and_given_revision(backend, fake_k8s):
     # The pod-template-hash label did not leak into the deployment's template.
     labels = fake_k8s.cluster.get_deployment('default', 'web')['spec']['template']['metadata']['labels']
     assert labels == {'app': 'web'}
+    assert [(e['revision'], e['previous_revisions']) for e in backend.history('web')] == [(1, []), (3, []), (4, [2])]
     # Asking again for revision 2 finds the ReplicaSet that now runs it as revision 4: nothing to do.
     mutations = len(fake_k8s.cluster.mutations)
     again = backend.rollback('web', revision=2)
