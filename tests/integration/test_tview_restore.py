@@ -90,8 +90,8 @@ def test_tview_restart(ansible, throwaway_cluster):
 def test_tview_restart_refuses_without_a_readable_recent_backup(ansible, throwaway_cluster):
     base, play_vars = throwaway_cluster
     started = start_time()
-    run_ = ansible.playbook('playbooks/tview_restart.yml', dict(play_vars, approve=True,
-                                                                  tview_restart_backup=base + '/missing.dump'))
+    missing = dict(play_vars, approve=True, tview_restart_backup=base + '/missing.dump')
+    run_ = ansible.playbook('playbooks/tview_restart.yml', missing)
     assert run_.rc != 0 and 'Refusing to restart: the backup' in run_.output and 'does not exist' in run_.output, run_
     bad = os.path.join(base, 'bad.dump')
     with open(bad, 'w') as handle:
