@@ -48,8 +48,9 @@ options:
   namespace:
     description:
       - The namespace of the deployments, with O(platform=kubernetes).
+      - When not given, as kubectl does, the namespace of the kubeconfig context (or of the service account, in a
+        pod), else V(default).
     type: str
-    default: default
 requirements:
   - kubernetes (the Kubernetes Python client, 24.2.0 or newer) on the host that runs the module, for O(platform=kubernetes)
 notes:

@@ -81,7 +81,8 @@ def kubernetes_argument_spec():
         api_key=dict(type='str', no_log=True, fallback=(env_fallback, ['K8S_AUTH_API_KEY'])),
         validate_certs=dict(type='bool', aliases=['verify_ssl']),
         ca_cert=dict(type='path', aliases=['ssl_ca_cert']),
-        namespace=dict(type='str', default='default'),
+        # Not given: the namespace of the kubeconfig context (or of the in-cluster service account), else default.
+        namespace=dict(type='str'),
     )
 
 
@@ -358,6 +359,7 @@ def build_configuration(params):
         else:
             raise BackendError('no Kubernetes API server configured: give kubeconfig (or set K8S_AUTH_KUBECONFIG or '
                                'KUBECONFIG), host and api_key, or run in a pod with a service account')
+        namespace = params.get('namespace') or default_namespace(source, kubeconfig, context)
     except kubernetes.config.ConfigException as exc:
         raise BackendError('cannot use %s%s: %s' % (source, ' (context %s)' % context if context else '',
                                                     redact(to_native(exc))))
@@ -373,14 +375,32 @@ def build_configuration(params):
         cfg.ssl_ca_cert = params['ca_cert']
     # Connection errors are reported at once rather than retried three times.
     cfg.retries = False
-    return cfg, source
+    return cfg, source, namespace
+
+
+def default_namespace(source, kubeconfig, context):
+    """kubectl's choice when no namespace is given: the context's, the service account's, else ``default``."""
+    if source and source.startswith('kubeconfig'):
+        contexts, current = kubernetes.config.list_kube_config_contexts(kubeconfig)
+        chosen = [c for c in contexts if c.get('name') == context] if context else [current]
+        found = ((chosen[0] or {}).get('context') or {}).get('namespace') if chosen else None
+        if found:
+            return found
+    elif source == 'in-cluster service account':
+        path = os.path.join(SERVICE_ACCOUNT_DIR, 'namespace')
+        if os.path.exists(path):
+            with open(path) as handle:
+                found = handle.read().strip()
+            if found:
+                return found
+    return 'default'
 
 
 class KubeClient(object):
     """The official client, raw JSON in and out, every error turned into one BackendError."""
 
     def __init__(self, params):
-        self.cfg, self.source = build_configuration(params)
+        self.cfg, self.source, self.namespace = build_configuration(params)
         self.api_client = kubernetes.client.ApiClient(self.cfg)
         self.apps = kubernetes.client.AppsV1Api(self.api_client)
         self.core = kubernetes.client.CoreV1Api(self.api_client)
@@ -442,9 +462,9 @@ class KubernetesBackend(object):
     def __init__(self, module):
         ensure_kubernetes(module)
         self.module = module
-        self.namespace = module.params.get('namespace') or 'default'
         self.notes = []
         self.client = KubeClient(module.params)
+        self.namespace = self.client.namespace
         info = self.client.call('reading the server version', self.client.version.get_code)
         self.server_version = info.get('gitVersion')
 

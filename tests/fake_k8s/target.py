@@ -36,8 +36,10 @@ class K8sTarget(object):
             self.namespace = 'ir-test-%s' % uuid.uuid4().hex[:6]
         else:
             self.fake = FakeKubeServer(ready_delay=0.3, terminate_delay=0.3).start()
-            self.kubeconfig = self.fake.kubeconfig(os.path.join(self.tmp, 'kubeconfig'))
             self.namespace = 'incidents'
+            self.kubeconfig = self.fake.kubeconfig(os.path.join(self.tmp, 'kubeconfig'))
+            self.context_kubeconfig = self.fake.kubeconfig(os.path.join(self.tmp, 'kubeconfig-ns'),
+                                                           namespace=self.namespace)
         try:
             self.api_client = kubernetes.config.new_client_from_config(config_file=self.kubeconfig,
                                                                        persist_config=False)
@@ -48,6 +50,23 @@ class K8sTarget(object):
         if self.real:
             self.core.create_namespace({'metadata': {'name': self.namespace,
                                                      'labels': {'app.kubernetes.io/created-by': 'incident.response-tests'}}})
+            self.context_kubeconfig = self._with_namespace()
+
+    def _with_namespace(self):
+        """A copy of the real kubeconfig whose current context is in the throwaway namespace (None if not one file)."""
+        if os.pathsep in self.kubeconfig:
+            return None
+        import yaml  # pylint: disable=import-outside-toplevel
+        with open(self.kubeconfig) as handle:
+            config = yaml.safe_load(handle)
+        for entry in config.get('contexts') or []:
+            if entry.get('name') == config.get('current-context'):
+                entry.setdefault('context', {})['namespace'] = self.namespace
+        path = os.path.join(self.tmp, 'kubeconfig-ns')
+        with open(path, 'w') as handle:
+            yaml.safe_dump(config, handle)
+        os.chmod(path, 0o600)
+        return path
 
     @property
     def label(self):

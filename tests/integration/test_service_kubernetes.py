@@ -363,3 +363,31 @@ def test_module_defaults_group_sets_the_connection_once(k8s, k8s_ansible, tmp_pa
     run = k8s_ansible.playbook(str(playbook))
     assert run.rc == 0, run
     assert run.recap.get('changed') == 1 and run.recap.get('failed') == 0, run
+
+
+# ---------------------------------------------------------------- playbooks/rollback.yml
+def test_rollback_playbook_on_kubernetes(k8s, k8s_ansible):
+    """The insights runbook's kubectl rollout undo as a playbook: --check changes nothing, then roll back, then idempotent.
+
+    The kubeconfig comes from K8S_AUTH_KUBECONFIG and the namespace from its context, as with kubectl.
+    """
+    if k8s.context_kubeconfig is None:
+        pytest.skip('KUBECONFIG lists several files: the playbook test needs one to set the namespace of its context')
+    k8s.create('insights-api', replicas=2, image='busybox:1.36', log_lines=['INFO insights up'])
+    k8s.set_image('insights-api', 'busybox:1.37')
+    extra = dict(service_down_platform='kubernetes', service_down_service='insights-api',
+                 service_down_rollback_image='busybox:1.37', service_down_check_postgres=False,
+                 service_down_redis_url='', service_down_wait_timeout=WAIT)
+    env = dict(K8S_AUTH_KUBECONFIG=k8s.context_kubeconfig)
+    run = unchanged(k8s, lambda: k8s_ansible.playbook('playbooks/rollback.yml', extra, check=True, env=env))
+    assert run.rc == 0 and run.recap.get('failed') == 0, run
+    assert 'DRY RUN (--check): nothing was changed' in run.output, run
+    assert 'insights-api would be rolled back from revision 2 (busybox:1.37) to revision 1 (busybox:1.36)' in run.output
+    run = k8s_ansible.playbook('playbooks/rollback.yml', extra, env=env)
+    assert run.rc == 0 and run.recap.get('failed') == 0, run
+    assert 'insights-api rolled back from revision 2 (busybox:1.37) to revision 1 (busybox:1.36)' in run.output, run
+    k8s.settle('insights-api')
+    assert k8s.images('insights-api') == ['busybox:1.36']
+    assert rollout_state(k8s, 'insights-api') == ('busybox:1.36', '3')
+    run = unchanged(k8s, lambda: k8s_ansible.playbook('playbooks/rollback.yml', extra, env=env))
+    assert run.rc == 0 and run.changed == 0, run

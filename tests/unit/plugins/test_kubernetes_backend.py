@@ -5,6 +5,7 @@ with real object shapes and a toy controller. Integration tests run the modules 
 against a real cluster with make test-k8s).
 """
 import datetime
+import json
 import os
 import sys
 import time
@@ -147,7 +148,7 @@ def test_argument_spec_kubeconfig_falls_back_to_the_environment(monkeypatch):
     monkeypatch.setenv('KUBECONFIG', '/etc/kube/prod.yml')
     with patch_module_args({}):
         module = basic.AnsibleModule(argument_spec=kubernetes_argument_spec())
-    assert module.params['kubeconfig'] == '/etc/kube/prod.yml' and module.params['namespace'] == 'default'
+    assert module.params['kubeconfig'] == '/etc/kube/prod.yml' and module.params['namespace'] is None
     monkeypatch.setenv('K8S_AUTH_KUBECONFIG', '/etc/kube/k8s-auth.yml')
     with patch_module_args({}):
         module = basic.AnsibleModule(argument_spec=kubernetes_argument_spec())
@@ -172,6 +173,7 @@ def test_no_configuration_at_all_is_one_clear_message(monkeypatch, tmp_path):
 
 def test_in_cluster_configuration_is_used_when_the_service_account_exists(monkeypatch, tmp_path):
     (tmp_path / 'token').write_text('in-cluster-token')
+    (tmp_path / 'namespace').write_text('insights\n')
     (tmp_path / 'ca.crt').write_text('-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n')
     monkeypatch.setattr(_kubernetes, 'SERVICE_ACCOUNT_DIR', str(tmp_path))
     monkeypatch.setattr(_kubernetes.kubernetes.config.incluster_config, 'SERVICE_TOKEN_FILENAME',
@@ -180,8 +182,8 @@ def test_in_cluster_configuration_is_used_when_the_service_account_exists(monkey
                         str(tmp_path / 'ca.crt'))
     monkeypatch.setenv('KUBERNETES_SERVICE_HOST', '127.0.0.1')
     monkeypatch.setenv('KUBERNETES_SERVICE_PORT', '1')
-    cfg, source = _kubernetes.build_configuration(FakeModule().params)
-    assert source == 'in-cluster service account'
+    cfg, source, namespace = _kubernetes.build_configuration(FakeModule(namespace=None).params)
+    assert source == 'in-cluster service account' and namespace == 'insights'
     assert cfg.host == 'https://127.0.0.1:1'
     assert cfg.get_api_key_with_prefix('BearerToken', alias='authorization') == 'bearer in-cluster-token'
 
@@ -402,3 +404,16 @@ def test_kubeconfig_errors(fake_k8s, tmp_path):
         KubernetesBackend(FakeModule(kubeconfig='/nonexistent/kubeconfig'))
     with pytest.raises(BackendError, match='cannot use kubeconfig .* \\(context staging\\)'):
         KubernetesBackend(FakeModule(kubeconfig=fake_k8s.kubeconfig_path, context='staging'))
+
+
+def test_namespace_comes_from_the_option_else_the_context_else_default(fake_k8s, tmp_path):
+    fake_k8s.cluster.create_deployment('insights', deployment_manifest('app', replicas=1))
+    with_ns = fake_k8s.kubeconfig(str(tmp_path / 'with-ns'), namespace='insights')
+    assert KubernetesBackend(FakeModule(kubeconfig=with_ns, namespace=None)).namespace == 'insights'
+    assert [s['name'] for s in KubernetesBackend(FakeModule(kubeconfig=with_ns, namespace=None)).services()] == ['app']
+    assert KubernetesBackend(FakeModule(kubeconfig=with_ns, namespace='prod')).namespace == 'prod'
+    config = json.loads((tmp_path / 'with-ns').read_text())
+    del config['contexts'][0]['context']['namespace']
+    (tmp_path / 'without-ns').write_text(json.dumps(config))
+    assert KubernetesBackend(FakeModule(kubeconfig=str(tmp_path / 'without-ns'), namespace=None)).namespace == 'default'
+    assert KubernetesBackend(FakeModule(host=fake_k8s.url, api_key='fake-token', namespace=None)).namespace == 'default'
