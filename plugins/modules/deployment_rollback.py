@@ -144,7 +144,9 @@ from ansible_collections.incident.response.plugins.module_utils._services import
 def choose_target(service, history, revision):
     """The history entry to roll back to, or a message why there is none."""
     if revision is not None:
-        found = [entry for entry in history if entry['revision'] == revision]
+        # Kubernetes renumbers a ReplicaSet it rolls back to; its old numbers are in previous_revisions.
+        found = [entry for entry in history
+                 if entry['revision'] == revision or revision in (entry.get('previous_revisions') or [])]
         if not found:
             return None, 'service %s has no revision %s (recorded: %s)' % (
                 service['name'], revision, ', '.join(str(e['revision']) for e in history) or 'none')

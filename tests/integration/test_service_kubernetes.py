@@ -280,6 +280,12 @@ def test_deployment_rollback_to_a_given_revision(k8s, k8s_ansible):
     k8s.settle('reports')
     assert rollout_state(k8s, 'reports') == ('busybox:1.35', '4')
     assert k8s.images('reports') == ['busybox:1.35']
+    # Revision 1 now runs as revision 4 (the controller renumbers it): asking again is nothing to do.
+    for check in (True, False):
+        rc, result, out = unchanged(
+            k8s, lambda check=check: k8s_ansible.module('deployment_rollback', args, check=check))
+        assert rc == 0, out
+        assert result['changed'] is False and result['actions'] == []
 
 
 def test_deployment_rollback_without_history_is_a_clear_message(k8s, k8s_ansible):
