@@ -405,7 +405,6 @@ class KubeClient(object):
         self.apps = kubernetes.client.AppsV1Api(self.api_client)
         self.core = kubernetes.client.CoreV1Api(self.api_client)
         self.version = kubernetes.client.VersionApi(self.api_client)
-        self.requests = []
 
     @property
     def server(self):
@@ -417,7 +416,6 @@ class KubeClient(object):
         raw = kwargs.pop('raw', False)
         kwargs['_preload_content'] = False
         kwargs.setdefault('_request_timeout', REQUEST_TIMEOUT)
-        self.requests.append(what)
         try:
             response = func(*args, **kwargs)
             data = response.data
@@ -647,6 +645,8 @@ class KubernetesBackend(object):
         since_seconds = parse_duration(since, 'since') if since is not None else None
         deployment, replicasets, pods = self._objects(name)
         found = []
+        if lines is not None and int(lines) <= 0:
+            return found
         for pod in sorted(pods, key=lambda p: p['metadata']['name']):
             pod_name = pod['metadata']['name']
             if (pod.get('status') or {}).get('phase') == 'Pending':
@@ -660,7 +660,7 @@ class KubernetesBackend(object):
                 if restarts.get(container):
                     passes.insert(0, ('%s (previous)' % label, True))
                 for instance, previous in passes:
-                    kwargs = dict(container=container, tail_lines=int(lines) if lines else None)
+                    kwargs = dict(container=container, tail_lines=int(lines) if lines is not None else None)
                     if since_seconds is not None:
                         kwargs['since_seconds'] = max(int(math.ceil(since_seconds)), 1)
                     if previous:

@@ -355,7 +355,8 @@ def test_logs_filtered_by_pattern_and_redacted(backend, fake_k8s):
     found = backend.logs('web', pattern='ERROR')
     assert len(found) == 2
     assert all(entry['line'] == 'ERROR upstream timeout password=********' for entry in found)
-    assert len(backend.logs('web', lines=1)) == 2
+    assert [entry['line'] for entry in backend.logs('web', lines=1)] == ['ERROR upstream timeout password=********'] * 2
+    assert backend.logs('web', lines=0) == []
     time.sleep(1.2)
     pod_name = found[0]['instance']
     fake_k8s.cluster.add_log('default', pod_name, 'ERROR fresh failure')
