@@ -1,0 +1,204 @@
+#!/usr/bin/env python
+# Copyright: incident.response developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmark: emergency_disable.yml and tview_info against the runbook's own SQL through psql.
+
+    . /var/lib/incident-response-lab/lab.env && .venv/bin/python benchmarks/tviews/run.py [--tviews 1000]
+        [--queue-rows 100000] [--backends 50]
+
+On identical data in a database of its own (tviews_bench, in the lab's PostgreSQL 15 cluster: the runbook
+catalog fixture scaled to --tviews TVIEWs and --queue-rows pending refreshes, with --backends sessions busy in
+TVIEW refreshes held by roles/gameday/files/hold_sessions.py), it times:
+
+  1. playbooks/emergency_disable.yml -e approve=true (a real run: evidence, cancel, archive+clear, disable,
+     stabilise, integrity check of every TVIEW, summary) against the runbook's Critical Emergency Protocol SQL
+     run through psql (assessment, level, cancel, DELETE, UPDATE, terminate, integrity DO block);
+  2. the tview_info module against the runbook's assessment query through psql.
+
+It prints both times and the ratio. Not a test: nothing is asserted. The runbook's cancel (query LIKE '%tview%'
+OR '%refresh%') is limited to the benchmark database so that it cannot touch other sessions of the lab.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import psycopg2
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+BIN = os.path.dirname(os.path.abspath(sys.executable))
+DB = 'tviews_bench'
+PSQL = '/usr/lib/postgresql/15/bin/psql'
+
+RUNBOOK_PROTOCOL = r"""
+SELECT 'EMERGENCY ASSESSMENT' as status, NOW() as assessment_time,
+    (SELECT COUNT(*) FROM pg_tviews_metadata WHERE last_error IS NOT NULL) as tviews_with_errors,
+    (SELECT COUNT(*) FROM pg_tviews_queue WHERE processed_at IS NULL) as pending_refreshes,
+    (SELECT COUNT(*) FROM pg_stat_activity WHERE state = 'active') as active_connections,
+    (SELECT setting FROM pg_settings WHERE name = 'max_connections') as max_connections
+FROM pg_stat_bgwriter;
+SELECT CASE
+    WHEN (SELECT COUNT(*) FROM pg_tviews_metadata WHERE last_error IS NOT NULL)
+         > (SELECT COUNT(*) FROM pg_tviews_metadata) * 0.5 THEN 'CRITICAL: Majority of TVIEWs failing'
+    WHEN (SELECT COUNT(*) FROM pg_tviews_queue WHERE processed_at IS NULL) > 10000 THEN 'CRITICAL: Massive refresh backlog'
+    WHEN (SELECT COUNT(*) FROM pg_stat_activity WHERE state = 'waiting')
+         > (SELECT setting FROM pg_settings WHERE name = 'max_connections')::integer * 0.8 THEN 'CRITICAL: Connection exhaustion'
+    WHEN (SELECT COUNT(*) FROM pg_tviews_metadata WHERE last_refreshed < NOW() - INTERVAL '4 hours') > 0 THEN 'HIGH: TVIEWs stale'
+    ELSE 'MONITOR: Issues detected but not critical' END as emergency_level
+FROM pg_stat_bgwriter;
+SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity
+WHERE (query LIKE '%tview%' OR query LIKE '%refresh%') AND pid <> pg_backend_pid() AND datname = current_database();
+DELETE FROM pg_tviews_queue WHERE processed_at IS NULL;
+UPDATE pg_tviews_metadata SET emergency_disabled = true, emergency_disable_time = NOW(),
+    emergency_disable_reason = 'Critical incident response';
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE state IN ('idle in transaction', 'waiting') AND query_start < NOW() - INTERVAL '30 minutes'
+  AND datname = current_database();
+SELECT * FROM pg_stat_database WHERE datname = current_database();
+DO $$
+DECLARE tview_record RECORD; integrity_issues INTEGER := 0;
+BEGIN
+    FOR tview_record IN SELECT entity_name FROM pg_tviews_metadata LIMIT 5 LOOP
+        BEGIN
+            EXECUTE 'SELECT COUNT(*) FROM ' || tview_record.entity_name || ' LIMIT 1';
+        EXCEPTION WHEN OTHERS THEN integrity_issues := integrity_issues + 1;
+        END;
+    END LOOP;
+    IF integrity_issues > 0 THEN RAISE EXCEPTION 'Data integrity issues detected in % TVIEWs.', integrity_issues; END IF;
+END $$;
+"""
+
+RUNBOOK_ASSESSMENT = r"""
+SELECT 'INCIDENT ASSESSMENT' as phase, NOW() as assessment_time,
+    (SELECT COUNT(*) FROM pg_tviews_metadata) as total_tviews,
+    (SELECT COUNT(*) FROM pg_tviews_metadata WHERE last_error IS NOT NULL) as tviews_with_errors,
+    (SELECT COUNT(*) FROM pg_tviews_queue WHERE processed_at IS NULL) as pending_refreshes,
+    (SELECT COUNT(*) FROM pg_stat_activity WHERE state = 'active') as active_connections
+FROM pg_stat_bgwriter;
+"""
+
+
+def admin(dbname='postgres'):
+    conn = psycopg2.connect(dbname=dbname, application_name='benchmark')
+    conn.autocommit = True
+    return conn
+
+
+def sql(conn, statement, params=None):
+    with conn.cursor() as cur:
+        cur.execute(statement, params)
+        return cur.fetchall() if cur.description else None
+
+
+def prepare(args):
+    """A fresh tviews_bench: the runbook fixture scaled up, errors on 60%, the queue full."""
+    conn = admin()
+    sql(conn, 'DROP DATABASE IF EXISTS %s WITH (FORCE)' % DB)
+    sql(conn, 'CREATE DATABASE %s' % DB)
+    conn.close()
+    subprocess.run([PSQL, '-X', '-q', '-d', DB, '-v', 'app_user=%s' % os.environ['LAB_PG_APP_USER'],
+                    '-v', 'monitor_user=%s' % os.environ['LAB_PG_MONITOR_USER'],
+                    '-f', os.path.join(ROOT, 'roles/lab/files/tviews_runbook.sql')],
+                   check=True, capture_output=True)
+    conn = admin(DB)
+    extra = args.tviews - 20
+    sql(conn, """DO $$ BEGIN FOR i IN 1..%d LOOP
+                   EXECUTE format('CREATE VIEW %%I AS SELECT * FROM base_customer WHERE id %%%% 50 = %%s', 'tv_bench_' || i, i %% 50);
+                 END LOOP; END $$""" % extra)
+    sql(conn, "INSERT INTO pg_tviews_metadata (entity_name, definition, last_refreshed, last_refresh_duration_ms) "
+              "SELECT 'tv_bench_' || i, 'bench', now() - interval '5 minutes', 40 FROM generate_series(1, %s) i",
+        (extra,))
+    sql(conn, "UPDATE pg_tviews_metadata SET last_error = 'permission denied for table base_order' "
+              "WHERE entity_name IN (SELECT entity_name FROM pg_tviews_metadata ORDER BY entity_name "
+              "LIMIT (SELECT count(*) * 6 / 10 FROM pg_tviews_metadata))")
+    sql(conn, "DELETE FROM pg_tviews_queue WHERE processed_at IS NULL")
+    sql(conn, "INSERT INTO pg_tviews_queue (entity_name, pk_value, created_at) SELECT 'tv_order', i, "
+              "now() - make_interval(secs => i %% 7200) FROM generate_series(1, %s) i", (args.queue_rows,))
+    sql(conn, 'GRANT ALL ON ALL TABLES IN SCHEMA public TO %s' % os.environ['LAB_PG_APP_USER'])
+    conn.close()
+
+
+def hold(args, action):
+    cmd = [sys.executable, os.path.join(ROOT, 'roles/gameday/files/hold_sessions.py'), action, '--name',
+           'benchmark_refresh', '--state-dir', args.state_dir]
+    if action == 'start':
+        cmd += ['--mode', 'refresh', '--count', str(args.backends), '--dbname', DB, '--user',
+                os.environ['LAB_PG_APP_USER'], '--application-name', 'bench_refresh', '--timeout', '120']
+    env = dict(os.environ, GAMEDAY_PG_PASSWORD=os.environ['LAB_PG_APP_PASSWORD'])
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+
+
+def timed(cmd, env=None):
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False,
+                          stdin=subprocess.DEVNULL)
+    took = time.monotonic() - start
+    if proc.returncode != 0:
+        sys.exit('benchmark: %s failed (rc %s):\n%s' % (' '.join(cmd[:3]), proc.returncode,
+                                                        (proc.stdout + proc.stderr)[-3000:]))
+    return took
+
+
+def state():
+    conn = admin(DB)
+    try:
+        return sql(conn, "SELECT (SELECT count(*) FROM pg_tviews_queue WHERE processed_at IS NULL), "
+                         "(SELECT count(*) FROM pg_tviews_metadata WHERE emergency_disabled), "
+                         "(SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bench_refresh' "
+                         "AND state = 'active')")[0]
+    finally:
+        conn.close()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', 1)[0])
+    parser.add_argument('--tviews', type=int, default=1000)
+    parser.add_argument('--queue-rows', type=int, default=100000)
+    parser.add_argument('--backends', type=int, default=50)
+    args = parser.parse_args()
+    args.state_dir = tempfile.mkdtemp(prefix='tviews-bench-')
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), INCIDENT_DIR=args.state_dir,
+               PATH=BIN + os.pathsep + os.environ.get('PATH', ''))
+    playbook = [os.path.join(BIN, 'ansible-playbook'), '-i', os.path.join(ROOT, 'inventory/lab.yml'),
+                os.path.join(ROOT, 'playbooks/emergency_disable.yml'), '-e', 'pg_login_db=%s' % DB,
+                '-e', 'approve=true', '-e', 'tview_emergency_max_backends=%d' % (args.backends + 10)]
+    results = {}
+    script = os.path.join(args.state_dir, 'runbook_protocol.sql')
+    with open(script, 'w') as handle:
+        handle.write(RUNBOOK_PROTOCOL)
+    try:
+        for name, cmd in (('emergency_disable.yml', playbook),
+                          ('runbook SQL via psql', [PSQL, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', DB,
+                                                    '-f', script])):
+            prepare(args)
+            hold(args, 'start')
+            before = state()
+            results[name] = timed(cmd, env)
+            after = state()
+            hold(args, 'stop')
+            print('%-24s %7.2fs  pending/disabled/active refreshes before %s after %s' % (name, results[name], before, after))
+        prepare(args)
+        info = [os.path.join(BIN, 'ansible'), 'localhost', '-i', os.path.join(ROOT, 'inventory/lab.yml'),
+                '-m', 'incident.response.tview_info', '-a', 'login_db=%s' % DB]
+        results['tview_info'] = timed(info, env)
+        results['assessment via psql'] = timed([PSQL, '-X', '-q', '-d', DB, '-c', RUNBOOK_ASSESSMENT], env)
+    finally:
+        subprocess.run([sys.executable, os.path.join(ROOT, 'roles/gameday/files/hold_sessions.py'), 'stop', '--name',
+                        'benchmark_refresh', '--state-dir', args.state_dir], capture_output=True, check=False)
+        conn = admin()
+        sql(conn, 'DROP DATABASE IF EXISTS %s WITH (FORCE)' % DB)
+        conn.close()
+    print()
+    print('%d TVIEWs, %d pending refreshes, %d refresh backends' % (args.tviews, args.queue_rows, args.backends))
+    print('emergency_disable.yml %.2fs vs runbook SQL %.2fs: ratio %.1fx' % (
+        results['emergency_disable.yml'], results['runbook SQL via psql'],
+        results['emergency_disable.yml'] / results['runbook SQL via psql']))
+    print('tview_info %.2fs vs assessment query %.2fs: ratio %.1fx' % (
+        results['tview_info'], results['assessment via psql'], results['tview_info'] / results['assessment via psql']))
+
+
+if __name__ == '__main__':
+    main()
