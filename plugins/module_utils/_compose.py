@@ -210,16 +210,25 @@ class ComposeBackend(object):
             raise BackendError('%s failed on %s: %s' % (what, self.docker_host, self._short(exc)))
 
     def _labels_dir_files(self):
-        """Fill project_dir/files from the labels compose put on the containers when not given."""
+        """Fill project_dir/files from the labels compose put on the containers when not given.
+
+        Containers of one project can carry different file lists (a service recreated with an
+        override file that is gone since): the most common list whose files all exist wins.
+        """
         if self.files and self.project_dir:
             return
+        dirs, file_sets = {}, {}
         for container in self._containers():
             labels = container.labels
-            if not self.project_dir and labels.get(LABEL_WORKING_DIR):
-                self.project_dir = labels[LABEL_WORKING_DIR]
-            if not self.files and labels.get(LABEL_CONFIG_FILES):
-                self.files = [f for f in labels[LABEL_CONFIG_FILES].split(',') if f]
-            break
+            if labels.get(LABEL_WORKING_DIR):
+                dirs[labels[LABEL_WORKING_DIR]] = dirs.get(labels[LABEL_WORKING_DIR], 0) + 1
+            files = tuple(f for f in (labels.get(LABEL_CONFIG_FILES) or '').split(',') if f)
+            if files and all(os.path.exists(path) for path in files):
+                file_sets[files] = file_sets.get(files, 0) + 1
+        if not self.project_dir and dirs:
+            self.project_dir = max(dirs, key=dirs.get)
+        if not self.files and file_sets:
+            self.files = list(max(file_sets, key=file_sets.get))
 
     def _containers(self, service=None):
         filters = dict(label=['%s=%s' % (LABEL_PROJECT, self.project)])

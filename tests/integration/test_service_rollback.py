@@ -12,7 +12,7 @@ def history(lab_env, engine, tmp_path):
     image.tag(BAD_TAG)
     yield str(tmp_path / 'history.json')
     # Back to the lab's own compose file for the scheduler.
-    engine.compose('up', '--detach', '--no-deps', 'scheduler')
+    engine.compose('up', '--detach', '--no-deps', '--force-recreate', 'scheduler')
     engine.client.images.remove(BAD_TAG)
 
 
