@@ -2,6 +2,7 @@
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -132,3 +133,30 @@ def test_two_concurrent_runs_exactly_one_acts(ansible_env, emergency, incident_d
         ('no pending refresh: nothing to archive' in outputs[other] and procs[other].returncode == 0), outputs[other]
     reasons = tviews.query('SELECT DISTINCT emergency_disable_reason FROM pg_tviews_metadata')
     assert reasons == [('[%s] Critical incident response' % acted[0],)]
+
+
+def test_the_lock_is_released_when_the_run_dies(ansible_env, tviews, tmp_path):
+    """A killed ansible-playbook does not leave the lock behind: the holder watches it and lets go."""
+    play = tmp_path / 'hold.yml'
+    play.write_text('- hosts: localhost\n  gather_facts: false\n  tasks:\n'
+                    '    - incident.response.tview_lock: {login_db: tviews_runbook}\n'
+                    '    - ansible.builtin.pause: {seconds: 120}\n')
+    proc = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), '-i', os.path.join(ROOT, 'inventory', 'lab.yml'),
+                             str(play)], cwd=ROOT, env=ansible_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+    def holders():
+        return tviews.query("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                            "WHERE l.locktype = 'advisory' AND a.application_name = 'incident.response.lock'")[0][0]
+    try:
+        deadline = time.time() + 60
+        while holders() == 0 and time.time() < deadline:
+            time.sleep(0.5)
+        assert holders() == 1
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.time() + 20
+    while holders() and time.time() < deadline:
+        time.sleep(0.5)
+    assert holders() == 0

@@ -11,7 +11,7 @@ from ansible_collections.incident.response.plugins.module_utils._tviews import (
     overall_status,
     sev_class,
 )
-from ansible_collections.incident.response.plugins.modules import tview_info, tview_queue, tview_state
+from ansible_collections.incident.response.plugins.modules import tview_info, tview_lock, tview_queue, tview_state
 
 
 def facts(**kwargs):
@@ -155,6 +155,10 @@ def run(module, args):
     (tview_queue, dict(action='restore', incident_id=' '), 'action=restore needs incident_id'),
     (tview_queue, dict(action='purge'), 'value of action must be one of'),
     (tview_queue, dict(top=-1), 'top must not be negative'),
+    (tview_queue, dict(max_rows=-5), 'max_rows must not be negative'),
+    (tview_lock, dict(max_hold='forever'), "max_hold: 'forever' is not a duration"),
+    (tview_lock, dict(max_hold=0), 'max_hold must be a positive duration'),
+    (tview_lock, dict(state='held'), 'value of state must be one of'),
 ])
 def test_bad_input_fails_with_one_clear_message(no_connection, module, args, message):
     kind, result = run(module, args)
