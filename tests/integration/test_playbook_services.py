@@ -62,8 +62,8 @@ def test_api_down(ansible, gameday, lab_project, lab_env):
 
 def test_api_unhealthy_is_not_fixed_by_a_restart_and_says_so(ansible, gameday, lab_project):
     assert gameday('api_unhealthy').rc == 0
-    run = ansible.playbook('playbooks/api_down.yml', dict(service_down_restart_all=True, service_down_verify_timeout=6,
-                                                               service_down_wait_timeout=8))
+    fast = dict(service_down_restart_all=True, service_down_verify_timeout=6, service_down_wait_timeout=8)
+    run = ansible.playbook('playbooks/api_down.yml', fast)
     assert run.rc != 0, run
     assert 'api: restarted 1 instance' in run.output or 'restarted but is not ready' in run.output, run
     assert 'health' in run.output and 'down' in run.output
