@@ -152,7 +152,9 @@ def choose_target(service, history, revision):
                 service['name'], revision, ', '.join(str(e['revision']) for e in history) or 'none')
         return found[0], None
     if len(history) < 2:
-        return None, ('service %s has no earlier revision to roll back to: %d recorded' % (service['name'], len(history))
+        where = ' in namespace %s' % service['namespace'] if service.get('namespace') else ''
+        return None, ('service %s%s has no earlier revision to roll back to: %d recorded'
+                      % (service['name'], where, len(history))
                       + ('' if service['platform'] == 'kubernetes' else
                          ' (record each deploy with state=recorded; see the module documentation)'))
     current = service.get('revision')

@@ -141,6 +141,13 @@ services:
           oom_killed: false
           uptime_seconds: 190
       log_lines: []
+notes:
+  description:
+    - What the platform could not tell, in words (for example that Kubernetes gives no CPU and memory figures
+      without a metrics API).
+  returned: always
+  type: list
+  elements: str
 '''
 
 import re
@@ -227,7 +234,7 @@ def main():
     for service in services:
         diagnose(builder, service)
     module.exit_json(changed=False, status=builder.status, reasons=builder.reasons, platform=p['platform'],
-                     services=services)
+                     services=services, notes=list(getattr(backend, 'notes', [])))
 
 
 if __name__ == '__main__':

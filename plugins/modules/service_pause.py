@@ -144,8 +144,10 @@ def main():
         satisfied, waited = True, 0
         if p['wait']:
             if want_paused:
-                satisfied, waited, after = wait_for_service(module, backend, name,
-                                                            lambda s: backend.is_paused(name))
+                # Kubernetes: paused means scaled to zero, so wait until the pods are gone as well.
+                satisfied, waited, after = wait_for_service(
+                    module, backend, name,
+                    lambda s: backend.is_paused(name) and (backend.platform != 'kubernetes' or s['running_replicas'] == 0))
             else:
                 satisfied, waited, after = wait_for_service(
                     module, backend, name, lambda s: s['desired_replicas'] > 0 and not s.get('paused_replicas')

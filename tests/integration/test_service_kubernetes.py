@@ -291,7 +291,8 @@ def test_deployment_rollback_to_a_given_revision(k8s, k8s_ansible):
 def test_deployment_rollback_without_history_is_a_clear_message(k8s, k8s_ansible):
     k8s.create('fresh', replicas=1)
     rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('deployment_rollback', k8s.args(service='fresh')))
-    assert_clean_failure(rc, result, out, 'fresh has no earlier revision to roll back to: 1 recorded')
+    assert_clean_failure(rc, result, out, 'fresh in namespace %s has no earlier revision to roll back to: 1 recorded'
+                         % k8s.namespace)
     rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('deployment_rollback',
                                                                 k8s.args(service='fresh', revision=7)))
     assert_clean_failure(rc, result, out, 'fresh has no revision 7 (recorded: 1)')
