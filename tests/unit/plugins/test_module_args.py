@@ -1,30 +1,10 @@
 """Argument handling of the modules: bad input ends in one clear message, before any connection."""
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
+from module_harness import Exited, Failed, run
 
 from ansible_collections.incident.response.plugins.module_utils import _postgres
 from ansible_collections.incident.response.plugins.modules import pg_activity_info, pg_backends
-
-
-class Failed(Exception):
-    pass
-
-
-class Exited(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def no_exit(monkeypatch):
-    def fail_json(self, **kwargs):
-        raise Failed(kwargs)
-
-    def exit_json(self, **kwargs):
-        raise Exited(kwargs)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
 
 
 @pytest.fixture
@@ -33,13 +13,6 @@ def no_connection(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError('the module tried to connect before validating its arguments')
     monkeypatch.setattr(_postgres.PgClient, '__init__', refuse)
-
-
-def run(module, args):
-    with patch_module_args(args):
-        with pytest.raises((Failed, Exited)) as info:
-            module.main()
-    return info.type, info.value.args[0]
 
 
 @pytest.mark.parametrize('args, message', [

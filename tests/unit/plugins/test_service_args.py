@@ -1,8 +1,7 @@
 """The service modules' argument handling: bad input ends in one clear message before any connection."""
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
+from module_harness import Failed, run
 
 from ansible_collections.incident.response.plugins.module_utils import _compose
 from ansible_collections.incident.response.plugins.module_utils._common import BackendError
@@ -14,37 +13,11 @@ from ansible_collections.incident.response.plugins.modules import (
 )
 
 
-class Failed(Exception):
-    pass
-
-
-class Exited(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def no_exit(monkeypatch):
-    def fail_json(self, **kwargs):
-        raise Failed(kwargs)
-
-    def exit_json(self, **kwargs):
-        raise Exited(kwargs)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-
-
 @pytest.fixture
 def no_connection(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError('the module tried to reach the Docker daemon before validating its arguments')
     monkeypatch.setattr(_compose.ComposeBackend, '__init__', refuse)
-
-
-def run(module, args):
-    with patch_module_args(args):
-        with pytest.raises((Failed, Exited)) as info:
-            module.main()
-    return info.type, info.value.args[0]
 
 
 @pytest.mark.parametrize('module, args, message', [

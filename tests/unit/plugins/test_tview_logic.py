@@ -1,8 +1,7 @@
 """pg_tviews: the runbooks' decisions (emergency level, SEV class, exit criteria) and argument handling."""
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
+from module_harness import Failed, run
 
 from ansible_collections.incident.response.plugins.module_utils import _postgres
 from ansible_collections.incident.response.plugins.module_utils._tviews import (
@@ -106,37 +105,11 @@ def test_tview_state_wanted_change():
 
 # --- argument handling: one clear message, before any connection ---------------------------
 
-class Failed(Exception):
-    pass
-
-
-class Exited(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def no_exit(monkeypatch):
-    def fail_json(self, **kwargs):
-        raise Failed(kwargs)
-
-    def exit_json(self, **kwargs):
-        raise Exited(kwargs)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-
-
 @pytest.fixture
 def no_connection(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError('the module tried to connect before validating its arguments')
     monkeypatch.setattr(_postgres.PgClient, '__init__', refuse)
-
-
-def run(module, args):
-    with patch_module_args(args):
-        with pytest.raises((Failed, Exited)) as info:
-            module.main()
-    return info.type, info.value.args[0]
 
 
 @pytest.mark.parametrize('module, args, message', [
