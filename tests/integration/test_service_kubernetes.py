@@ -398,3 +398,35 @@ def test_rollback_playbook_on_kubernetes(k8s, k8s_ansible):
     assert rollout_state(k8s, 'insights-api') == ('busybox:1.36', '3')
     run = unchanged(k8s, lambda: k8s_ansible.playbook('playbooks/rollback.yml', extra, env=env))
     assert run.rc == 0 and run.changed == 0, run
+
+
+# ---------------------------------------------------------------- playbooks/scale_workers.yml
+def test_scale_workers_playbook_on_kubernetes(k8s, k8s_ansible):
+    """Scaling a worker Deployment as the runbooks scale workers: --check changes nothing, scale, idempotent."""
+    if k8s.context_kubeconfig is None:
+        pytest.skip('KUBECONFIG lists several files: the playbook test needs one to set the namespace of its context')
+    k8s.create('queue-worker', replicas=2)
+    extra = dict(workers_down_platform='kubernetes', workers_down_service='queue-worker', workers_down_replicas=4,
+                 workers_down_max_replicas=6, workers_down_check_database=False, workers_down_wait_timeout=WAIT)
+    env = dict(K8S_AUTH_KUBECONFIG=k8s.context_kubeconfig)
+    run = unchanged(k8s, lambda: k8s_ansible.playbook('playbooks/scale_workers.yml', extra, check=True, env=env))
+    assert run.rc == 0 and run.recap.get('failed') == 0, run
+    assert 'DRY RUN (--check): nothing was changed' in run.output, run
+    assert 'queue-worker would be scaled from 2 to 4 replicas' in run.output, run
+    assert len(k8s.pod_names('queue-worker')) == 2
+
+    run = k8s_ansible.playbook('playbooks/scale_workers.yml', extra, env=env)
+    assert run.rc == 0 and run.changed >= 1, run
+    assert 'queue-worker scaled from 2 to 4 replicas' in run.output, run
+    k8s.settle('queue-worker')
+    assert k8s.deployment('queue-worker')['spec']['replicas'] == 4
+    assert len(k8s.pod_names('queue-worker')) == 4
+
+    for check in (True, False):
+        run = unchanged(k8s, lambda check=check: k8s_ansible.playbook('playbooks/scale_workers.yml', extra,
+                                                                        check=check, env=env))
+        assert run.rc == 0 and run.changed == 0, run
+
+    over_cap = dict(extra, workers_down_replicas=8)
+    run = unchanged(k8s, lambda: k8s_ansible.playbook('playbooks/scale_workers.yml', over_cap, env=env))
+    assert run.rc != 0 and 'above max_replicas 6' in run.output, run
