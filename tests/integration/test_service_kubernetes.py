@@ -423,8 +423,9 @@ def test_scale_workers_playbook_on_kubernetes(k8s, k8s_ansible):
     assert len(k8s.pod_names('queue-worker')) == 4
 
     for check in (True, False):
-        run = unchanged(k8s, lambda check=check: k8s_ansible.playbook('playbooks/scale_workers.yml', extra,
-                                                                        check=check, env=env))
+        def again(check=check):
+            return k8s_ansible.playbook('playbooks/scale_workers.yml', extra, check=check, env=env)
+        run = unchanged(k8s, again)
         assert run.rc == 0 and run.changed == 0, run
 
     over_cap = dict(extra, workers_down_replicas=8)
