@@ -166,7 +166,7 @@ SEVERITY = {
                                 escalation=[dict(when='unresolved', after_minutes=120, to='operations team',
                                                  level=1)]),
             insights=dict(label='P3', priority='P3', response_minutes=240, resolution_minutes=None,
-                          update_minutes=30, audience='document', escalation=[]),
+                          update_minutes=None, audience='document', escalation=[]),
         )),
     'SEV4': dict(
         name='low', priority='P3', response_minutes=120, resolution_minutes=1440, update_minutes=None,
@@ -267,7 +267,7 @@ def severity_policy(severity, system=None):
         for key, value in own.items():
             if key == 'priority':
                 policy['runbook_priority'] = value
-            elif value is not None or key in ('update_minutes',):
+            elif value is not None:
                 policy[key] = copy.deepcopy(value)
     return policy
 
