@@ -134,8 +134,10 @@ options:
     type: str
     default: note
     choices: [note, check, escalation, notification, task]
-  message:
-    description: The text of the event (V(event)); also recorded with the event of V(update) and V(close).
+  text:
+    description:
+      - The text of the event (V(event)), for example C(bridge opened); also recorded with the first event of
+        V(update) and V(close), as its C(message).
     type: str
   event:
     description: More fields of the event added by V(event).
@@ -143,7 +145,7 @@ options:
   key:
     description:
       - The idempotency key of the event added by V(event); an event with this key is recorded once.
-      - Defaults to one derived from O(event_type), O(message) and O(event), so that a re-run does not record the
+      - Defaults to one derived from O(event_type), O(text) and O(event), so that a re-run does not record the
         same step twice. Set O(allow_duplicate=true) to record it again.
     type: str
   allow_duplicate:
@@ -180,7 +182,7 @@ EXAMPLES = r'''
   incident.response.incident:
     state: event
     incident_id: "{{ opened.incident_id }}"
-    message: executive approval given by Bob
+    text: executive approval given by Bob
 
 - name: Close it
   incident.response.incident:
@@ -354,7 +356,7 @@ def plan_update(record, params, now, closing=False):
 
 def events_for(record, changes, params, actor, closing=False):
     events = []
-    message = params.get('message')
+    message = params.get('text')
     if 'status' in changes:
         event = dict(type='closed' if closing else 'status', actor=actor,
                      **{'from': record.get('status'), 'to': changes['status']})
@@ -391,7 +393,7 @@ def event_key(params):
         return params['key']
     if params.get('allow_duplicate'):
         return None
-    payload = json.dumps(dict(type=params['event_type'], message=params.get('message'), event=params.get('event')),
+    payload = json.dumps(dict(type=params['event_type'], message=params.get('text'), event=params.get('event')),
                          sort_keys=True, default=str)
     return '%s:%s' % (params['event_type'], hashlib.sha256(payload.encode('utf-8')).hexdigest()[:16])
 
@@ -533,14 +535,14 @@ class Runner(object):
     def event(self):
         p = self.params
         record = self._require(p.get('incident_id'))
-        if not p.get('message') and not p.get('event'):
-            raise inc.IncidentError('state=event needs a message (or event fields)')
+        if not p.get('text') and not p.get('event'):
+            raise inc.IncidentError('state=event needs a text (or event fields)')
         event = dict(p.get('event') or {})
         for name in ('seq', 'type', 'key'):
             event.pop(name, None)
         event.update(type=p['event_type'], actor=self.actor, key=event_key(p))
-        if p.get('message'):
-            event['message'] = p['message']
+        if p.get('text'):
+            event['message'] = p['text']
         event = self._redacted(event)
         if event['key'] and self.store.has_event(record['id'], event['key']):
             self.result['actions'].append(make_action('event', record['id'], dict(key=event['key']), done=False))
@@ -585,7 +587,7 @@ def main():
         fields=dict(type='dict'),
         times=dict(type='dict'),
         event_type=dict(type='str', default='note', choices=['note', 'check', 'escalation', 'notification', 'task']),
-        message=dict(type='str'),
+        text=dict(type='str'),
         event=dict(type='dict'),
         key=dict(type='str', no_log=False),
         allow_duplicate=dict(type='bool', default=False),
