@@ -194,6 +194,10 @@ class IncidentError(Exception):
     """What an operator can cause: one clear message, never a traceback."""
 
 
+class ConflictError(IncidentError):
+    """``update(expected_revision=...)`` found another revision: re-read and try again."""
+
+
 def _scale_name(scale):
     if scale in (None, '', 'canonical'):
         return 'canonical'
@@ -802,7 +806,7 @@ class FileStore(Store):
             if record is None:
                 raise IncidentError('incident %s does not exist in %s' % (incident_id, self.describe()))
             if expected_revision is not None and record.get('revision') != expected_revision:
-                raise IncidentError('incident %s changed meanwhile (revision %s, expected %s): run again'
+                raise ConflictError('incident %s changed meanwhile (revision %s, expected %s): run again'
                                     % (incident_id, record.get('revision'), expected_revision))
             changes = redact_value(changes or {}, self.secrets)
             if not record_differs(record, changes):
@@ -1274,7 +1278,7 @@ class PgStore(Store):
                 raise IncidentError('incident %s does not exist in %s' % (incident_id, self.describe()))
             record = row['record']
             if expected_revision is not None and record.get('revision') != expected_revision:
-                raise IncidentError('incident %s changed meanwhile (revision %s, expected %s): run again'
+                raise ConflictError('incident %s changed meanwhile (revision %s, expected %s): run again'
                                     % (incident_id, record.get('revision'), expected_revision))
             if not record_differs(record, changes):
                 return record

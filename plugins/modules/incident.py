@@ -500,23 +500,31 @@ class Runner(object):
 
     # -- update / close ----------------------------------------------------------------------------------
     def update(self, closing=False):
-        record = self._require(self.params.get('incident_id'))
-        changes = plan_update(record, self.params, self.now, closing=closing)
-        changes = self._redacted(changes)
-        if not inc.record_differs(record, changes):
-            return self._finish(record, record, '%s: nothing to change (status %s)'
-                                % (record['id'], record.get('status')))
-        events = events_for(record, changes, self.params, self.actor, closing=closing)
+        for attempt in range(1, 4):
+            record = self._require(self.params.get('incident_id'))
+            changes = plan_update(record, self.params, self.now, closing=closing)
+            changes = self._redacted(changes)
+            if not inc.record_differs(record, changes):
+                return self._finish(record, record, '%s: nothing to change (status %s)'
+                                    % (record['id'], record.get('status')))
+            events = events_for(record, changes, self.params, self.actor, closing=closing)
+            if self.check:
+                after = inc.merge_changes(record, changes)
+                after['revision'] = record.get('revision', 0) + 1
+                after['updated'] = self.now
+                self.result['events'] = [self._redacted(e) for e in events]
+                break
+            try:
+                # planned from this revision: another writer in between means plan again
+                after = self.store.update(record['id'], changes, expected_revision=record.get('revision'))
+            except inc.ConflictError:
+                if attempt == 3:
+                    raise
+                continue
+            self.result['events'] = [self.store.append_event(record['id'], e) for e in events]
+            break
         self.result['changed'] = True
         self.result['changes'] = _changes_view(record, changes)
-        if self.check:
-            after = inc.merge_changes(record, changes)
-            after['revision'] = record.get('revision', 0) + 1
-            after['updated'] = self.now
-            self.result['events'] = [self._redacted(e) for e in events]
-        else:
-            after = self.store.update(record['id'], changes, expected_revision=record.get('revision'))
-            self.result['events'] = [self.store.append_event(record['id'], e) for e in events]
         names = sorted(self.result['changes'])
         self.result['actions'].append(make_action('close' if closing else 'update', record['id'],
                                                   dict(fields=names), done=not self.check))

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from test_incident_store import StoreUnderTest, pg_database  # noqa: F401 pylint: disable=unused-import (fixture)
+from test_incident_store import StoreUnderTest, pg_database  # noqa: F401  # pylint: disable=unused-import
 
 pytestmark = pytest.mark.integration
 
