@@ -214,11 +214,14 @@ def main():
         module.fail_json(msg='formats: give markdown, html or both', **result)
     try:
         incident_id = validate_incident_id(p['incident_id'])
-        store = get_store(p)
-        record = store.get(incident_id)
+        store = get_store(p, secrets=module.no_log_values)
+        try:
+            record = store.get(incident_id)
+            events = store.events(incident_id) if record is not None else []
+        finally:
+            store.close()
         if record is None:
-            module.fail_json(msg='incident %s not found in the %s store' % (incident_id, p['store']), **result)
-        events = store.events(incident_id)
+            module.fail_json(msg='incident %s not found in the %s' % (incident_id, store.describe()), **result)
         model = build_review(record, events)
         rendered = dict(markdown=render_markdown(model) + '\n', html=render_html(model))
     except (IncidentError, ReviewError) as exc:

@@ -232,7 +232,7 @@ def test_html_report_shows_the_timeline_in_chromium(ansible, store_dir, incident
 
 
 @pytest.mark.parametrize('incident_id, fragment', [
-    ('../etc', 'not a valid'),
+    ('../etc', 'invalid incident id'),
     ('INC-2026-01-01-999', 'not found'),
 ])
 def test_bad_incident_ids(ansible, store_dir, incident, incident_id, fragment):
