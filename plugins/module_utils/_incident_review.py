@@ -165,6 +165,17 @@ def describe_event(event):
         name = clean(event.get('check') or event.get('name'), 80) or 'check'
         reasons = clean(event.get('reasons'))
         return 'Monitoring check %s' % name, reasons or message, actor, clean(event.get('status'), 20)
+    if kind in ('status', 'severity', 'closed') and (event.get('from') or event.get('to')):
+        what = '%s %s \u2192 %s' % ('Status' if kind != 'severity' else 'Severity', clean(event.get('from'), 30) or '-',
+                                clean(event.get('to'), 30) or '-')
+        if kind == 'severity' and event.get('confirmed_by'):
+            what += ' (confirmed by %s)' % clean(event.get('confirmed_by'), 60)
+        return what, message, actor, ''
+    if kind == 'escalation' and (event.get('level') or event.get('to')):
+        what = 'Escalation level %s to %s' % (clean(event.get('level'), 10) or '?', clean(event.get('to'), 80) or '?')
+        return what, message, actor, ''
+    if kind == 'opened':
+        return 'Incident opened: %s' % (clean(event.get('title')) or '-'), clean(event.get('severity'), 10), actor, ''
     if kind in ('status', 'severity', 'escalation'):
         detail = message
         if not detail:
@@ -176,6 +187,8 @@ def describe_event(event):
     if kind in ('play_start', 'play_end'):
         return '%s %s' % ('Play started' if kind == 'play_start' else 'Play ended', clean(event.get('play'))), \
             message, actor, ''
+    if kind == 'updated' and event.get('fields'):
+        return 'Updated %s' % clean(event.get('fields')), message, actor, ''
     if kind == 'stats':
         stats = event.get('stats') or {}
         return 'Run stats', clean(stats) if stats else message, actor, ''

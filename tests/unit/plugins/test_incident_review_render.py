@@ -79,3 +79,18 @@ def test_redaction_of_secrets_in_text():
 def test_a_record_without_id():
     with pytest.raises(review.ReviewError):
         review.build_review({}, [])
+
+
+def test_events_as_the_incident_module_writes_them():
+    rows = review.build_review(record(), [
+        {'type': 'opened', 'time': '2026-11-20T10:03:00Z', 'title': 'pg_tviews errors', 'severity': 'SEV2',
+         'actor': 'awx-job-7'},
+        {'type': 'status', 'time': '2026-11-20T10:20:00Z', 'from': 'mitigating', 'to': 'monitoring', 'actor': 'a'},
+        {'type': 'severity', 'time': '2026-11-20T10:21:00Z', 'from': 'SEV3', 'to': 'SEV2', 'confirmed_by': 'alice'},
+        {'type': 'escalation', 'time': '2026-11-20T10:22:00Z', 'level': 1, 'to': 'team lead', 'message': 'm'},
+        {'type': 'updated', 'time': '2026-11-20T10:23:00Z', 'fields': ['impact'], 'values': {'impact': 'x'}},
+    ])['rows']
+    events = [r['event'] for r in rows if r['kind'] != 'time']
+    assert events == ['Incident opened: pg_tviews errors', 'Status mitigating \u2192 monitoring',
+                      'Severity SEV3 \u2192 SEV2 (confirmed by alice)', 'Escalation level 1 to team lead',
+                      'Updated impact']
