@@ -166,7 +166,7 @@ SEVERITY = {
                                 escalation=[dict(when='unresolved', after_minutes=120, to='operations team',
                                                  level=1)]),
             insights=dict(label='P3', priority='P3', response_minutes=240, resolution_minutes=None,
-                          update_minutes=30, audience='document', escalation=[]),
+                          update_minutes=None, audience='document', escalation=[]),
         )),
     'SEV4': dict(
         name='low', priority='P3', response_minutes=120, resolution_minutes=1440, update_minutes=None,
@@ -192,6 +192,10 @@ _P_RE = re.compile(r'^\s*p\s*[-_ ]?\s*([0-9])\s*$', re.IGNORECASE)
 
 class IncidentError(Exception):
     """What an operator can cause: one clear message, never a traceback."""
+
+
+class ConflictError(IncidentError):
+    """``update(expected_revision=...)`` found another revision: re-read and try again."""
 
 
 def _scale_name(scale):
@@ -267,7 +271,7 @@ def severity_policy(severity, system=None):
         for key, value in own.items():
             if key == 'priority':
                 policy['runbook_priority'] = value
-            elif value is not None or key in ('update_minutes',):
+            elif value is not None:
                 policy[key] = copy.deepcopy(value)
     return policy
 
@@ -343,25 +347,61 @@ def _validate_day(day):
     return str(day)
 
 
-def redact_value(value, secrets=(), key=None):
-    """A copy of ``value`` safe to store: secret-looking keys masked, every string redacted.
+_URL_SECRET_PATTERNS = (
+    # incoming-webhook URLs carry their secret in the path: Slack's /services/T../B../<secret>, hooks.* hosts
+    (re.compile(r'(https?://hooks\.[^/\s]+/)[^\s"\'<>]+', re.IGNORECASE), r'\1' + MASK),
+    (re.compile(r'(/services/T[A-Za-z0-9]+/B[A-Za-z0-9]+/)[A-Za-z0-9]+'), r'\1' + MASK),
+)
 
-    ``secrets``: literal values (for example a module's ``no_log_values``) replaced wherever they appear.
-    """
+
+def _secret_values(value, key=None, found=None):
+    """The values stored under secret-looking keys anywhere in ``value`` (masked wherever else they appear)."""
+    found = [] if found is None else found
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _secret_values(v, k, found)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _secret_values(v, key, found)
+    elif isinstance(value, str) and key is not None and isinstance(key, str) and SECRET_KEY_RE.search(key):
+        if len(value) >= 3:
+            found.append(value)
+    return found
+
+
+def _redact(value, secrets, key=None):
     if key is not None and isinstance(key, str) and SECRET_KEY_RE.search(key) and value not in (None, '', [], {}):
         if not isinstance(value, (dict, list, tuple)):
             return MASK
     if isinstance(value, dict):
-        return dict((k, redact_value(v, secrets, key=k)) for k, v in value.items())
+        return dict((k, _redact(v, secrets, key=k)) for k, v in value.items())
     if isinstance(value, (list, tuple)):
-        return [redact_value(v, secrets) for v in value]
+        return [_redact(v, secrets, key=key) for v in value]
     if isinstance(value, str):
-        text = redact(value)
-        for secret in secrets or ():
-            if secret and isinstance(secret, str) and len(secret) >= 3 and secret in text:
+        text = value
+        for secret in secrets:
+            if secret in text:
                 text = text.replace(secret, MASK)
+        text = redact(text)
+        for pattern, replacement in _URL_SECRET_PATTERNS:
+            text = pattern.sub(replacement, text)
         return text
     return value
+
+
+def redact_value(value, secrets=()):
+    """A copy of ``value`` safe to store: secret-looking keys masked, every string redacted.
+
+    ``secrets``: literal values (for example a module's ``no_log_values``) replaced wherever they appear; the
+    values found under secret-looking keys (password, token, webhook_url, ...) are also masked wherever else
+    they appear in ``value``. Strings also go through the collection's ``redact()`` (``password=...``,
+    ``PASSWORD '...'``, ``user:pw@`` in URLs) and webhook URLs (``https://hooks.<host>/...``,
+    ``/services/T../B../<secret>``) lose their secret path.
+    """
+    literal = [s for s in (secrets or ()) if isinstance(s, str) and len(s) >= 3]
+    literal.extend(_secret_values(value))
+    literal = sorted(set(literal), key=len, reverse=True)
+    return _redact(value, literal)
 
 
 def default_actor():
@@ -766,7 +806,7 @@ class FileStore(Store):
             if record is None:
                 raise IncidentError('incident %s does not exist in %s' % (incident_id, self.describe()))
             if expected_revision is not None and record.get('revision') != expected_revision:
-                raise IncidentError('incident %s changed meanwhile (revision %s, expected %s): run again'
+                raise ConflictError('incident %s changed meanwhile (revision %s, expected %s): run again'
                                     % (incident_id, record.get('revision'), expected_revision))
             changes = redact_value(changes or {}, self.secrets)
             if not record_differs(record, changes):
@@ -860,7 +900,7 @@ def store_params_from_env(params=None):
     defaults = dict(store='files', store_path=DEFAULT_STORE_PATH, store_dsn=None, store_schema=DEFAULT_SCHEMA,
                     store_timeout=DEFAULT_STORE_TIMEOUT)
     for name, env in STORE_ENV.items():
-        if params.get(name) in (None, ''):
+        if params.get(name) is None or (params.get(name) == '' and name != 'store_timeout'):
             params[name] = os.environ.get(env) or defaults[name]
     return params
 
@@ -869,7 +909,8 @@ def get_store(params, secrets=()):
     """The store the options name: FileStore or PgStore. Raises IncidentError with one clear message."""
     params = store_params_from_env(params)
     try:
-        timeout = int(params.get('store_timeout') or DEFAULT_STORE_TIMEOUT)
+        timeout = params.get('store_timeout')
+        timeout = DEFAULT_STORE_TIMEOUT if timeout in (None, '') else int(timeout)
     except (TypeError, ValueError):
         raise IncidentError('store_timeout must be a number of seconds, got %r' % (params.get('store_timeout'),))
     if timeout < 1:
@@ -1040,8 +1081,8 @@ class PgStore(Store):
             return
         try:
             with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                cur.execute('SELECT pg_advisory_xact_lock(hashtext(%s))', ('%s:migrate:%s' % (_LOCK_NAMESPACE,
-                                                                                             self.schema),))
+                lock_name = '%s:migrate:%s' % (_LOCK_NAMESPACE, self.schema)
+                cur.execute('SELECT pg_advisory_xact_lock(hashtext(%s))', (lock_name,))
                 cur.execute(self._q('CREATE SCHEMA IF NOT EXISTS {schema}'))
                 cur.execute(self._q('CREATE TABLE IF NOT EXISTS {schema}.schema_version ('
                                     'version integer PRIMARY KEY, description text NOT NULL, '
@@ -1237,7 +1278,7 @@ class PgStore(Store):
                 raise IncidentError('incident %s does not exist in %s' % (incident_id, self.describe()))
             record = row['record']
             if expected_revision is not None and record.get('revision') != expected_revision:
-                raise IncidentError('incident %s changed meanwhile (revision %s, expected %s): run again'
+                raise ConflictError('incident %s changed meanwhile (revision %s, expected %s): run again'
                                     % (incident_id, record.get('revision'), expected_revision))
             if not record_differs(record, changes):
                 return record
