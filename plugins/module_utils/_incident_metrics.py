@@ -143,7 +143,7 @@ def judge(metrics, period_text):
         reasons.append('%d incidents were resolved after their resolution target: %s' % (
             len(metrics['resolution_targets_missed']),
             ', '.join('%s (%s, %s > %dm)' % (m['id'], m['severity'], format_duration(m['ttr_seconds']),
-                                              m['target_minutes']) for m in metrics['resolution_targets_missed'][:5])))
+                                             m['target_minutes']) for m in metrics['resolution_targets_missed'][:5])))
     for alert in metrics['recurring_alerts'][:5]:
         status = 'warning'
         reasons.append('alert %s recurred: %d incidents (%s)' % (alert['name'], alert['count'],
@@ -182,7 +182,7 @@ def render_report(metrics, since, until, previous=None):
         out.append('| %s | %s | %d |' % (_cell(system), ' | '.join(str(counts.get(s, 0)) for s in SEVERITIES),
                                          metrics['by_system'][system]))
     out.append('| **Total** | %s | %d |' % (' | '.join(str(metrics['by_severity'].get(s, 0)) for s in SEVERITIES),
-                                              metrics['count']))
+                                            metrics['count']))
     out.append('')
     out.append('## Recurring alerts')
     out.append('')
@@ -217,4 +217,3 @@ def render_report(metrics, since, until, previous=None):
             format_duration(row['tta_seconds']) or '-', format_duration(row['ttr_seconds']) or '-'))
     out.append('')
     return '\n'.join(out)
-

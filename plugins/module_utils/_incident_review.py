@@ -25,7 +25,7 @@ import hashlib
 import html
 import re
 
-from ansible_collections.incident.response.plugins.module_utils._common import format_duration, redact
+from ansible_collections.incident.response.plugins.module_utils._common import redact
 
 # Phases of an incident, from the record's times: (label, from, to, colour).
 PHASES = (
@@ -167,7 +167,7 @@ def describe_event(event):
         return 'Monitoring check %s' % name, reasons or message, actor, clean(event.get('status'), 20)
     if kind in ('status', 'severity', 'closed') and (event.get('from') or event.get('to')):
         what = '%s %s \u2192 %s' % ('Status' if kind != 'severity' else 'Severity', clean(event.get('from'), 30) or '-',
-                                clean(event.get('to'), 30) or '-')
+                                    clean(event.get('to'), 30) or '-')
         if kind == 'severity' and event.get('confirmed_by'):
             what += ' (confirmed by %s)' % clean(event.get('confirmed_by'), 60)
         return what, message, actor, ''
@@ -305,19 +305,19 @@ def render_mermaid(model):
         count[0] += 1
         return 't%d' % count[0]
 
-    def bar(label, start, end, tag=''):
+    def add_bar(label, start, end, tag=''):
         end = end if end > start else start + datetime.timedelta(seconds=1)
         lines.append('    %s :%s%s, %s, %s' % (mermaid_text(label), tag, ident(), start.strftime(fmt),
-                                                end.strftime(fmt)))
+                                               end.strftime(fmt)))
     if model['phases']:
         lines.append('    section Phases')
         for phase in model['phases']:
-            bar(phase['label'] + (' (ongoing)' if phase['ongoing'] else ''), phase['start'], phase['end'],
-                'active, ' if phase['ongoing'] else 'done, ')
+            add_bar(phase['label'] + (' (ongoing)' if phase['ongoing'] else ''), phase['start'], phase['end'],
+                    'active, ' if phase['ongoing'] else 'done, ')
     if model['tasks']:
         lines.append('    section Automation')
         for task in model['tasks'][:MAX_TASK_BARS]:
-            bar(task['label'], task['start'], task['end'], 'crit, ' if task['outcome'] in ('failed', 'unreachable') else '')
+            add_bar(task['label'], task['start'], task['end'], 'crit, ' if task['outcome'] in ('failed', 'unreachable') else '')
     milestones = [(m['label'], m['time'], '') for m in model['markers']] + \
         [(c['label'] + (' passed' if c['passed'] else ' FAILED'), c['time'], '' if c['passed'] else 'crit, ')
          for c in model['checks']]
@@ -393,7 +393,7 @@ def render_markdown(model):
     add('|------|-------|-------------|-------|---------|')
     for row in model['rows'][:MAX_TABLE_ROWS]:
         add('| %s | %s | %s | %s | %s |' % (show_time(row['time']), md(row['event']), md(row['action']),
-                                             md(row['owner']), md(row['outcome'])))
+                                            md(row['owner']), md(row['outcome'])))
     if len(model['rows']) > MAX_TABLE_ROWS:
         add('')
         add('_%d more events are in the record (incident_info)._' % (len(model['rows']) - MAX_TABLE_ROWS))
@@ -432,7 +432,7 @@ def render_markdown(model):
     facts = []
     if model['failed_tasks']:
         facts.append('%d automated steps failed: %s.' % (len(model['failed_tasks']),
-                                                          ', '.join(t['label'] for t in model['failed_tasks'][:5])))
+                                                         ', '.join(t['label'] for t in model['failed_tasks'][:5])))
     failed = [n for n in model['notifications'] if not n.get('delivered')]
     if failed:
         facts.append('%d notifications were not delivered.' % len(failed))
@@ -450,8 +450,8 @@ def render_markdown(model):
     add('|--------|-------|----------|----------|--------|')
     for item in model['action_items']:
         add('| %s | %s | %s | %s | %s |' % (md(item.get('action')) or '-', md(item.get('owner')) or '-',
-                                             md(item.get('due')) or '-', md(item.get('priority')) or '-',
-                                             md(item.get('status')) or 'Open'))
+                                            md(item.get('due')) or '-', md(item.get('priority')) or '-',
+                                            md(item.get('status')) or 'Open'))
     base = model['end'] or model['start']
     due = (base + datetime.timedelta(days=7)).strftime('%Y-%m-%d') if base else 'TODO'
     add('| %s | TODO(%s) | %s | High | Open |' % (_todo(model, 'immediate fix'), md(model['owner'], 60), due))
@@ -587,7 +587,7 @@ def render_html(model):
     items = [
         ('Title', value_or_todo(model['title'], 'title')),
         ('Date/Time (UTC)', '%s to %s' % (show_time(model['start']),
-                                         show_time(model['end']) if model['end'] else 'not resolved')),
+                                          show_time(model['end']) if model['end'] else 'not resolved')),
         ('Duration', esc(human_duration(model['duration'])) if model['duration'] is not None else 'ongoing'),
         ('Severity', (esc(model['severity']) + (' (%s)' % esc(model['priority']) if model['priority'] else '') +
                       (', confirmed by %s' % esc(model['confirmed_by']) if model['confirmed_by'] else ''))

@@ -236,10 +236,10 @@ def main():
         meta = json.loads(meta_text) if meta_text else {}
         if not isinstance(meta, dict):
             meta = {}
-    except ValueError:
-        meta = {}
     except (ReviewError, OSError) as exc:
         module.fail_json(msg=to_native(exc), **result)
+    except ValueError:
+        meta = {}
     written = dict(meta.get('sha256') or {})
 
     # Decide everything before writing anything: an edited file refuses the whole run.

@@ -54,3 +54,24 @@ def make_incident(store, incident_id=None, started=None, system='pg_tviews', sev
     for event in events:
         store.append_event(incident_id, dict(event))
     return created
+
+
+def pg_dsn(lab_env):
+    return 'host=%s port=%s dbname=%s user=%s password=%s' % (
+        lab_env['PGHOST'], lab_env['PGPORT'], lab_env['PGDATABASE'], lab_env['PGUSER'], lab_env['PGPASSWORD'])
+
+
+def pg_store(lab_env, schema):
+    return _incident.get_store(dict(store='postgres', store_path=None, store_dsn=pg_dsn(lab_env),
+                                    store_schema=schema))
+
+
+def drop_schema(lab_env, schema):
+    import psycopg2  # pylint: disable=import-outside-toplevel
+    conn = psycopg2.connect(pg_dsn(lab_env), application_name='pytest-observer', connect_timeout=10)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute('DROP SCHEMA IF EXISTS "%s" CASCADE' % schema)
+    finally:
+        conn.close()

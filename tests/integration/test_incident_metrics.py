@@ -116,4 +116,3 @@ def test_an_unreadable_store_is_unknown(ansible, tmp_path):
     rc, result, out = ansible.module('incident_metrics_info', dict(store_path=str(path), since='400d'))
     assert rc == 0 and result['status'] == 'unknown', out
     assert 'not a valid incident record' in result['reasons'][0]
-

@@ -238,5 +238,5 @@ def test_bad_incident_ids(ansible, store_dir):
 def test_the_module_refuses_record_without_run_id(ansible, store_dir):
     incident = monitoring_incident(store_dir)
     rc, result, out = ansible.module('incident_monitor', dict(state='record', incident_id=incident['id'],
-                                                             store_path=str(store_dir)))
+                                                              store_path=str(store_dir)))
     assert_clean_failure(rc, result, out, 'run_id')

@@ -9,11 +9,12 @@ import re
 import shutil
 import stat
 import subprocess
+import uuid
 
 import pytest
 
 from conftest import assert_clean_failure
-from incident_helpers import ago, files_store, iso, make_incident, tree_digest
+from incident_helpers import ago, drop_schema, files_store, iso, make_incident, pg_store, tree_digest
 
 pytestmark = pytest.mark.integration
 
@@ -247,3 +248,34 @@ def test_playbook_without_an_incident_id(ansible, store_dir):
     run = ansible.playbook('playbooks/post_incident_review.yml', {}, env=review_env(store_dir))
     assert run.rc != 0 and 'Give the incident: -e incident_id=' in run.output, run
     assert 'Traceback' not in run.output
+
+
+def test_review_and_metrics_from_the_postgres_store(ansible, lab_env, tmp_path):
+    schema = 'ir_review_%s' % uuid.uuid4().hex[:8]
+    try:
+        store = pg_store(lab_env, schema)
+        started = ago(days=4)
+        record = make_incident(store, started=started, title='API down', system='task_scheduler', severity='SEV1',
+                               alert=dict(name='TaskSchedulerAPIDown', fingerprint='fp-api'),
+                               events=timeline_events(started))
+        store.close()
+        env = dict(INCIDENT_STORE='postgres', INCIDENT_STORE_SCHEMA=schema)
+        dest = tmp_path / 'review'
+        args = dict(incident_id=record['id'], incident_review_dest=str(dest))
+        run = ansible.playbook('playbooks/post_incident_review.yml', args, env=env)
+        assert run.rc == 0 and run.changed == 1, run
+        text = (dest / 'review.md').read_text()
+        assert '# Post-Incident Review: %s' % record['id'] in text and 'Mitigation :done,' in text
+        page = (dest / 'review.html').read_text()
+        for content in (text, page, run.output):
+            assert lab_env['PGPASSWORD'] not in content
+        again = ansible.playbook('playbooks/post_incident_review.yml', args, env=env)
+        assert again.rc == 0 and again.changed == 0, again
+
+        rc, result, out = ansible.module('incident_metrics_info', dict(store='postgres', store_schema=schema))
+        assert rc == 0 and result['count'] == 1 and result['by_system'] == dict(task_scheduler=1), out
+        assert result['mttr']['mean_seconds'] == 1800.0
+        # SEV1 of the task scheduler: resolved after 30 minutes, exactly its target: not missed
+        assert result['resolution_targets_missed'] == [] and result['status'] == 'ok', result['reasons']
+    finally:
+        drop_schema(lab_env, schema)

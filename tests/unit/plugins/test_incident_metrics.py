@@ -35,7 +35,7 @@ def test_causes_are_normalized_and_ranked():
                record(3, dict(started=0, detected=1), root_cause='a deploy')]
     result = metrics.compute(records, _incident.parse_time, top=1)
     assert result['top_causes'] == [dict(cause='Disk full', count=2, incidents=['INC-2026-11-03-001',
-                                                                              'INC-2026-11-03-002'])]
+                                                                                'INC-2026-11-03-002'])]
 
 
 def test_targets_from_the_severity_table():
