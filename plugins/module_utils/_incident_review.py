@@ -265,6 +265,11 @@ def build_review(record, events):
 
     alert = record.get('alert') if isinstance(record.get('alert'), dict) else None
     services = [clean(record.get('system'), 80)] if record.get('system') else []
+    listed = record.get('services_affected')
+    for value in (listed if isinstance(listed, list) else [listed] if listed else []):
+        value = clean(value, 80)
+        if value and value not in services:
+            services.append(value)
     if alert:
         for key in ('service', 'job', 'instance', 'app'):
             value = clean((alert.get('labels') or {}).get(key), 80)

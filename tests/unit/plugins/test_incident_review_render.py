@@ -94,3 +94,13 @@ def test_events_as_the_incident_module_writes_them():
     assert events == ['Incident opened: pg_tviews errors', 'Status mitigating \u2192 monitoring',
                       'Severity SEV3 \u2192 SEV2 (confirmed by alice)', 'Escalation level 1 to team lead',
                       'Updated impact']
+
+
+def test_fields_a_person_set_in_the_record():
+    text = review.render_markdown(review.build_review(record(
+        services_affected=['checkout', 'reports'], contributing_factors=['no alert on queue age'],
+        lessons_learned=['test migrations on a copy'],
+        action_items=[dict(action='alert on queue age', owner='bob', due='2026-11-27', priority='High')]), []))
+    assert '- **Services Affected**: pg_tviews, checkout, reports' in text
+    assert '- no alert on queue age' in text and '- test migrations on a copy' in text
+    assert '| alert on queue age | bob | 2026-11-27 | High | Open |' in text
