@@ -18,7 +18,7 @@ import psycopg2
 import pytest
 
 from conftest import ROOT, assert_clean_failure
-from incident_helpers import ago, files_store, make_incident, tree_digest
+from incident_helpers import ago, drop_schema, files_store, make_incident, pg_store, tree_digest
 
 pytestmark = pytest.mark.integration
 
@@ -240,3 +240,28 @@ def test_the_module_refuses_record_without_run_id(ansible, store_dir):
     rc, result, out = ansible.module('incident_monitor', dict(state='record', incident_id=incident['id'],
                                                               store_path=str(store_dir)))
     assert_clean_failure(rc, result, out, 'run_id')
+
+
+def test_on_the_postgres_store_as_from_awx(ansible, lab_env, tviews_db):
+    """AWX runs the playbook in a container that is thrown away: the PostgreSQL store keeps the period."""
+    schema = 'ir_monitor_%s' % uuid.uuid4().hex[:8]
+    try:
+        store = pg_store(lab_env, schema)
+        incident = make_incident(store, started=ago(minutes=40), status='monitoring', resolved=None)
+        store.close()
+        run = ansible.playbook('playbooks/incident_monitor.yml', dict(
+            incident_id=incident['id'], incident_monitor_window='6s', incident_monitor_interval='2s',
+            incident_monitor_tviews_db=tviews_db), env=dict(INCIDENT_STORE='postgres', INCIDENT_STORE_SCHEMA=schema,
+                                                            JOB_ID='4242'))
+        assert run.rc == 0, run
+        assert lab_env['PGPASSWORD'] not in run.output
+        store = pg_store(lab_env, schema)
+        try:
+            record = store.get(incident['id'])
+            checks = [e for e in store.events(incident['id']) if e['type'] == 'check']
+        finally:
+            store.close()
+        assert record['status'] == 'resolved', record
+        assert checks and all(e['passed'] and e['actor'] == 'awx-job-4242' for e in checks), checks
+    finally:
+        drop_schema(lab_env, schema)
