@@ -461,7 +461,7 @@ def main():
             module=dict(type='str', required=True, choices=['tview_info', 'http_check', 'service_info',
                                                             'pg_activity_info']),
             args=dict(type='dict'),
-            pass_statuses=dict(type='list', elements='str'),
+            pass_statuses=dict(type='list', elements='str', no_log=False),
         )),
         round=dict(type='int', default=0),
         results=dict(type='list', elements='dict', default=[]),
