@@ -97,6 +97,12 @@ def test_role_open_record_close_check_apply_rerun(ansible, role_store, tmp_path)
     assert role_store.digest() == applied
     assert len(role_store.open().list()) == 1
 
+    # AWX passes incident_id as an extra var, empty for "open a new one": set_fact cannot override an extra var,
+    # record and close still find the incident that open opened
+    run = ansible.playbook(play, env=env, extra_vars=dict(incident_id=''))
+    assert run.rc == 0, run
+    assert len(role_store.open().list(dict(status='monitoring'))) == 2
+
     # a failed run keeps the status and says so in the timeline
     run = ansible.playbook(play, env=env, extra_vars=dict(incident_id=first['id'], end_state='failed'))
     assert run.rc == 0, run

@@ -436,3 +436,42 @@ def test_store_schema_is_versioned(pg_database, lab_env, tmp_path):
             store.open().create(dict(id='OPS-W'))
     finally:
         store.cleanup()
+
+
+APPENDER = textwrap.dedent('''
+    import json, os, sys, time
+    from ansible_collections.incident.response.plugins.module_utils import _incident as inc
+    options, go, number = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    deadline = time.monotonic() + 60
+    while not os.path.exists(go) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    store = inc.get_store(options)
+    for n in range(10):
+        store.append_event('OPS-MANY', dict(type='task', task='writer %d step %d' % (number, n)))
+        store.append_event('OPS-MANY', dict(type='notification', key='notify:update:%d:slack' % n))
+    store.update('OPS-MANY', dict(labels={'writer_%d' % number: True}))
+    store.close()
+''')
+
+
+def test_concurrent_writers_lose_nothing(store, tmp_path):
+    """8 processes append 10 events each, try 10 keyed notifications each (each key once overall), update labels."""
+    store.open().create(dict(id='OPS-MANY', title='busy'))
+    go = str(tmp_path / 'go-many')
+    procs = [subprocess.Popen([sys.executable, '-c', APPENDER, json.dumps(store.options), go, str(number)],
+                              env=store.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for number in range(8)]
+    time.sleep(0.5)
+    open(go, 'w').close()
+    for proc in procs:
+        _out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+    reader = store.open()
+    events = reader.events('OPS-MANY')
+    assert [e['seq'] for e in events] == list(range(1, 8 * 10 + 10 + 1))
+    assert len([e for e in events if e['type'] == 'task']) == 80
+    assert sorted(e['key'] for e in events if e['type'] == 'notification') == \
+        sorted('notify:update:%d:slack' % n for n in range(10))
+    record = reader.get('OPS-MANY')
+    assert record['labels'] == dict(('writer_%d' % n, True) for n in range(8))
+    assert record['revision'] == 1 + 8
