@@ -286,7 +286,17 @@ class Monitor(object):
             changes['times'] = times
         changes.update(extra or {})
         if not self.check:
-            record = self.store.update(record['id'], changes, expected_revision=record.get('revision'))
+            for attempt in range(3):
+                try:
+                    record = self.store.update(record['id'], changes, expected_revision=record.get('revision'))
+                    break
+                except inc.ConflictError:
+                    if attempt == 2:
+                        raise
+                    record = self.record()  # another writer (the timeline, a notification) came first
+                    if record.get('status') not in ('monitoring', self.result.get('status_before')):
+                        raise inc.IncidentError('incident %s changed to %s meanwhile: not set to %s'
+                                                % (record['id'], record.get('status'), status))
         else:
             record = inc.merge_changes(record, changes)
         event = {'type': 'status', 'from': self.result.get('status_before'), 'to': status, 'message': message,
