@@ -27,7 +27,7 @@ APT_PACKAGES=(
   postgresql postgresql-client redis-server
   docker.io docker-compose prometheus-alertmanager busybox-static
   python3-venv curl ca-certificates rsync git make
-  shellcheck
+  shellcheck chromium
 )
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
