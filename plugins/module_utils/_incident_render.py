@@ -477,6 +477,17 @@ def _event_actions(events, with_result=False, since_seq=None):
     return lines[-10:]
 
 
+def _eta(rules, resolution_due, now, open_now):
+    if not open_now:
+        return 'resolved'
+    if not resolution_due:
+        return None
+    target = _minutes_text(rules['resolution'])
+    if resolution_due >= now:
+        return 'Unknown; resolution target %s (by %s)' % (target, _utc_text(resolution_due))
+    return 'Unknown; the resolution target of %s passed at %s' % (target, _utc_text(resolution_due))
+
+
 def build_context(record, events=None, values=None, now=None, update_number=0, escalation=None):
     """Every variable a template may use, from the record, its events and the caller's ``values``."""
     now = now or timers_mod.utcnow()
@@ -561,8 +572,7 @@ def build_context(record, events=None, values=None, now=None, update_number=0, e
         if next_update and open_now else 'none: resolved',
         resolution_target=_minutes_text(rules.get('resolution')),
         resolution_window=_minutes_text(rules.get('resolution')),
-        eta=('Unknown; resolution target %s (by %s)' % (_minutes_text(rules['resolution']), _utc_text(resolution_due)))
-        if resolution_due and open_now else ('resolved' if not open_now else None),
+        eta=_eta(rules, resolution_due, now, open_now),
         estimated_resolution='Unknown',
         current_status=record.get('summary') or ('%s (%s)' % (status.capitalize(), tview_status.lower())),
         progress=_bullets(progress_items) or 'No change recorded since the last update.',

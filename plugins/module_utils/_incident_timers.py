@@ -8,16 +8,11 @@
 Private to the collection. Pure functions: no store, no clock of their own (``now`` is passed in), so the
 tests move the clock by writing the record's times in the past.
 
-Per runbook (the record's ``system``) and canonical severity SEV1..SEV4:
-
-- ``interval``: minutes between two status updates (None: no updates);
-- ``response`` / ``resolution``: the runbook's response time and resolution target, in minutes;
-- ``escalation``: rules ``(level, after_minutes, anchor, condition, target, reason)``; ``anchor`` is the
-  record time the clock starts from (``detected`` or ``started``), ``condition`` ``unresolved`` (the
-  incident is not yet mitigated) or ``no_root_cause`` (and no root cause is recorded).
-
-The values come from ``_incident.SEVERITY`` when the store module provides them for a level (update
-interval, response time, resolution target); the per-runbook rules below are what the runbooks write.
+The rules are those of ``_incident.SEVERITY`` (the one severity table, ``severity_policy(severity,
+system)``): per level and runbook, the update interval, response time, resolution target, audience and the
+escalation rules (``when``: declared, unmitigated, unresolved, root_cause_unknown; ``after_minutes``; ``to``;
+``level``). An ``unmitigated`` rule ("service down for more than 15 minutes") counts from ``times.started``,
+the others from ``times.detected``. Escalation stops once the incident is monitoring, resolved or closed.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,141 +21,83 @@ __metaclass__ = type
 
 import datetime
 
+from ansible_collections.incident.response.plugins.module_utils import _incident
+
 SEVERITIES = ('SEV1', 'SEV2', 'SEV3', 'SEV4')
 OPEN_STATUSES = ('investigating', 'identified', 'mitigating', 'monitoring')
 ESCALATING_STATUSES = ('investigating', 'identified', 'mitigating')
 
-# Audience of each severity: who is told (pg_tviews checklist's "Communication" column, schedule generator's
-# "Communication" sections, task scheduler's stakeholder list). An audience includes the ones after it.
-AUDIENCE = dict(SEV1='executive', SEV2='management', SEV3='team', SEV4='document')
-# Which channel audiences hear a severity. 'oncall' is the pager (PagerDuty); 'public' the status page,
-# for SEV1 only ("Public status page update"; SEV-2 is an "Internal status update").
-ROUTES = dict(
-    SEV1=('executive', 'management', 'team', 'oncall', 'public'),
-    SEV2=('management', 'team', 'oncall'),
-    SEV3=('team',),
-    SEV4=(),
-)
+# Which channel audiences a severity's audience reaches (an audience includes the ones below it). 'oncall' is
+# the pager (PagerDuty): SEV1 and SEV2 page ("Page on-call engineer", response within 5 / 15 minutes);
+# 'public' is the status page: SEV1 only ("Public status page update"; SEV-2 is an "Internal status update").
+AUDIENCE_REACH = dict(executive=('executive', 'management', 'team'), management=('management', 'team'),
+                      team=('team',), document=())
+PAGED = ('SEV1', 'SEV2')
+PUBLIC = ('SEV1',)
 
-_D = 'detected'
-_S = 'started'
-_U = 'unresolved'
-_R = 'no_root_cause'
-
-# The schedule generator runbook: its SEV-1..4 are the canonical levels, and its rules are the default for a
-# system whose runbook gives no time threshold (insights, free text).
-_SCHEDULE_GENERATOR = dict(
-    SEV1=dict(interval=15, response=5, resolution=60, escalation=(
-        (1, 0, _D, _U, 'Engineering Lead and Product Owner', 'SEV-1 incident declared'),
-        (2, 60, _D, _U, 'Product Owner', 'resolution target of 1 hour missed: SLA commitments at risk'),
-    )),
-    SEV2=dict(interval=30, response=15, resolution=240, escalation=(
-        (1, 15, _D, _R, 'Engineering Lead', 'root cause unclear after 15 minutes of investigation'),
-        (1, 30, _D, _U, 'Engineering Lead', 'SEV-2 incident not resolved within 30 minutes'),
-        (2, 240, _D, _U, 'Product Owner', 'resolution target of 4 hours missed: SLA commitments at risk'),
-    )),
-    SEV3=dict(interval=120, response=60, resolution=1440, escalation=(
-        (1, 15, _D, _R, 'Engineering Lead', 'root cause unclear after 15 minutes of investigation'),
-        (2, 1440, _D, _U, 'Product Owner', 'resolution target of 24 hours missed: SLA commitments at risk'),
-    )),
-    SEV4=dict(interval=None, response=None, resolution=10080, escalation=()),
-)
-
-RULES = dict(
-    schedule_generator=_SCHEDULE_GENERATOR,
-    # Task scheduler: P0..P3 = SEV1..SEV4. "Immediate Escalation (P0): service down for >15 minutes, unable to
-    # identify root cause within 15 minutes" -> all hands; "30-Minute Escalation (P1)" -> technical leads;
-    # "2-Hour Escalation (P2)" -> operations team; then the technical path once the resolution SLA is missed.
-    task_scheduler=dict(
-        SEV1=dict(interval=15, response=5, resolution=30, escalation=(
-            (1, 15, _S, _U, 'all hands (Technical Leadership, Operations, on-call engineers)',
-             'P0: service down for more than 15 minutes'),
-            (1, 15, _D, _R, 'all hands (Technical Leadership, Operations, on-call engineers)',
-             'P0: root cause not identified within 15 minutes'),
-            (2, 30, _D, _U, 'Engineering Manager', 'P0 resolution SLA of 30 minutes missed'),
-        )),
-        SEV2=dict(interval=30, response=15, resolution=120, escalation=(
-            (1, 30, _D, _U, 'Technical Lead', 'P1: not resolved within 30 minutes'),
-            (2, 120, _D, _U, 'Engineering Manager', 'P1 resolution SLA of 2 hours missed'),
-        )),
-        SEV3=dict(interval=60, response=30, resolution=480, escalation=(
-            (1, 120, _D, _U, 'Operations team', 'P2: persistent for 2 hours'),
-        )),
-        SEV4=dict(interval=None, response=120, resolution=1440, escalation=()),
-    ),
-    # pg_tviews: response times of the checklist's severity matrix, updates of the emergency procedures
-    # (15 / 30 / 60 minutes), "Time Thresholds: issue not resolved within severity-based timeframes" ->
-    # Level 1 Team Lead, then Level 2 Department Manager (twice the timeframe), Level 3 Executive Leadership
-    # for major incidents (SEV 1, four times the timeframe).
-    pg_tviews=dict(
-        SEV1=dict(interval=15, response=15, resolution=None, escalation=(
-            (1, 15, _D, _U, 'Level 1: Team Lead', 'SEV 1 not resolved within its 15 minute timeframe'),
-            (2, 30, _D, _U, 'Level 2: Department Manager', 'SEV 1 not resolved within 30 minutes'),
-            (3, 60, _D, _U, 'Level 3: Executive Leadership', 'SEV 1 (major incident) not resolved within 1 hour'),
-        )),
-        SEV2=dict(interval=30, response=60, resolution=None, escalation=(
-            (1, 60, _D, _U, 'Level 1: Team Lead', 'SEV 2 not resolved within its 1 hour timeframe'),
-            (2, 120, _D, _U, 'Level 2: Department Manager', 'SEV 2 not resolved within 2 hours'),
-        )),
-        SEV3=dict(interval=60, response=240, resolution=None, escalation=(
-            (1, 240, _D, _U, 'Level 1: Team Lead', 'SEV 3 not resolved within its 4 hour timeframe'),
-        )),
-        SEV4=dict(interval=None, response=1440, resolution=None, escalation=(
-            (1, 1440, _D, _U, 'Level 1: Team Lead', 'SEV 4 not resolved within its 24 hour timeframe'),
-        )),
-    ),
-    # Insights: P1..P3 = SEV1..SEV3, response < 15 min / 1 hour / 4 hours, "Next Update: In 30 minutes".
-    # It gives no escalation threshold: the schedule generator's rules apply.
-    insights=dict(
-        SEV1=dict(interval=30, response=15, resolution=60, escalation=_SCHEDULE_GENERATOR['SEV1']['escalation']),
-        SEV2=dict(interval=30, response=60, resolution=240, escalation=_SCHEDULE_GENERATOR['SEV2']['escalation']),
-        SEV3=dict(interval=30, response=240, resolution=1440, escalation=_SCHEDULE_GENERATOR['SEV3']['escalation']),
-        SEV4=dict(interval=None, response=None, resolution=None, escalation=()),
-    ),
-)
+# Anchor of each escalation condition: 'unmitigated' is "service down for more than N minutes", counted from
+# when the fault began (started); the others from when the incident was declared (detected).
+ANCHORS = dict(declared='detected', unmitigated='started', unresolved='detected', root_cause_unknown='detected')
 
 
 class TimerError(ValueError):
     pass
 
 
-def _severity_table():
-    try:
-        from ansible_collections.incident.response.plugins.module_utils import _incident  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        return {}
-    return getattr(_incident, 'SEVERITY', None) or {}
-
-
-def _minutes(value):
-    """A SEVERITY value in minutes: an int, a float, or a dict with 'minutes'/'seconds'."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return value
-    if isinstance(value, dict):
-        if value.get('minutes') is not None:
-            return value['minutes']
-        if value.get('seconds') is not None:
-            return value['seconds'] / 60.0
-    return None
-
-
 def system_key(system):
+    """The runbook of a record's system (pg_tviews, task_scheduler, insights, schedule_generator) or None."""
     text = (system or '').strip().lower().replace('-', '_').replace(' ', '_')
     aliases = dict(tviews='pg_tviews', pg_tview='pg_tviews', taskscheduler='task_scheduler',
-                   scheduler='task_scheduler', schedgen='schedule_generator', insights_app='insights')
+                   schedgen='schedule_generator', insights_app='insights')
     text = aliases.get(text, text)
-    return text if text in RULES else 'schedule_generator'
+    return text if text in _incident.SYSTEMS else None
 
 
 def rules_for(severity, system=None):
-    """The timing rules of one severity for one runbook (dict: interval, response, resolution, escalation)."""
+    """The timing rules of one severity for one runbook, from ``_incident.SEVERITY`` (severity_policy).
+
+    Returns dict: system, label, interval (update minutes or None), response, resolution, audience,
+    escalation (list of (level, after_minutes, anchor, when, target)).
+    """
     if severity not in SEVERITIES:
         raise TimerError('unknown severity %r: expected one of %s' % (severity, ', '.join(SEVERITIES)))
-    rules = dict(RULES[system_key(system)][severity])
-    rules['system'] = system_key(system)
-    return rules
+    key = system_key(system)
+    try:
+        policy = _incident.severity_policy(severity, key)
+    except _incident.IncidentError as exc:
+        raise TimerError(str(exc))
+    rules = []
+    for rule in policy.get('escalation') or []:
+        when = rule.get('when') or 'unresolved'
+        rules.append((int(rule.get('level') or 1), float(rule.get('after_minutes') or 0),
+                      ANCHORS.get(when, 'detected'), when, rule.get('to') or 'the next escalation level'))
+    return dict(system=key, label=policy.get('label') or severity, interval=policy.get('update_minutes'),
+                response=policy.get('response_minutes'), resolution=policy.get('resolution_minutes'),
+                audience=policy.get('audience'), escalation=rules, severity=severity)
+
+
+def audiences(severity, system=None):
+    """The channel audiences an incident of ``severity`` reaches."""
+    rules = rules_for(severity, system)
+    reach = list(AUDIENCE_REACH.get(rules['audience'], ()))
+    if severity in PAGED:
+        reach.append('oncall')
+    if severity in PUBLIC:
+        reach.append('public')
+    return tuple(reach)
+
+
+_WHEN_TEXT = dict(declared='%(label)s incident declared',
+                  unmitigated='%(label)s: service down (not mitigated) for more than %(after)s',
+                  unresolved='%(label)s not resolved within %(after)s',
+                  root_cause_unknown='%(label)s: root cause unclear after %(after)s of investigation')
+
+
+def _after_text(minutes):
+    minutes = int(minutes)
+    if minutes and minutes % 60 == 0:
+        return '%d hour%s' % (minutes // 60, '' if minutes == 60 else 's')
+    return '%d minutes' % minutes
 
 
 def parse_time(value, name='time'):
@@ -239,21 +176,28 @@ def timers(record, now=None):
             out['next_update_due'] = iso(detected + datetime.timedelta(minutes=slot * rules['interval']))
             out['due'].append(dict(kind='update', template='update', update_number=slot,
                                    key='notify:update:%d' % slot,
-                                   reason='status update #%d due every %d minutes (%s)'
-                                          % (slot, rules['interval'], severity)))
+                                   reason='status update #%d due (every %d minutes at %s)'
+                                          % (slot, rules['interval'], rules['label'])))
         else:
             number = updates_sent + 1
             out['next_update_number'] = number
             out['next_update_due'] = iso(detected + datetime.timedelta(minutes=number * rules['interval']))
 
-    escalating = status in ESCALATING_STATUSES and times['mitigated'] is None and times['resolved'] is None
+    escalating = status in ESCALATING_STATUSES and times['resolved'] is None
     due_level = 0
     due_rules = []
-    for level, after, anchor, condition, target, reason in rules['escalation']:
-        base = started if anchor == _S else detected
+    for level, after, anchor, when, target in rules['escalation']:
+        base = started if anchor == 'started' else detected
         at = base + datetime.timedelta(minutes=after)
-        holds = escalating and (condition != _R or not record.get('root_cause'))
-        entry = dict(level=level, after_minutes=after, anchor=anchor, condition=condition, target=target,
+        if when == 'unmitigated':
+            holds = escalating and times['mitigated'] is None
+        elif when == 'root_cause_unknown':
+            holds = escalating and not record.get('root_cause')
+        else:
+            holds = escalating
+        reason = _WHEN_TEXT.get(when, '%(label)s: escalation after %(after)s') % dict(
+            label=rules['label'], after=_after_text(after))
+        entry = dict(level=level, after_minutes=after, anchor=anchor, when=when, target=target,
                      reason=reason, at=iso(at), applies=holds, due=bool(holds and now >= at),
                      sent=level <= escalation_level)
         out['escalations'].append(entry)

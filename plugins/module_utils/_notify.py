@@ -17,9 +17,10 @@ HTTP goes through Ansible's ``open_url`` (proxies, TLS verification, timeouts as
 them). Secrets (webhook URLs, routing keys, SMTP passwords, header values) never reach an error text: every
 message built here is scrubbed of the channel's secret values first.
 
-Routing: each channel has an ``audience``; a severity reaches the audiences of
-``_incident_timers.ROUTES`` (SEV1 everyone including the public status page, SEV2 management, team and the
-pager, SEV3 the team, SEV4 nobody: document only). The status page template goes to ``public`` channels
+Routing: each channel has an ``audience``; a severity reaches the audiences of ``_incident_timers.audiences``
+(from the SEVERITY table's audience of the level for the record's runbook: executive reaches executive,
+management and team; SEV1 and SEV2 also page (oncall); SEV1 also reaches the public status page; document
+reaches nobody). The status page template goes to ``public`` channels
 only; every other template to the other channels.
 """
 
@@ -131,7 +132,7 @@ def validate_channel(channel):
         raise ChannelError('channel %s: timeout must be a positive number of seconds' % name)
 
 
-def routed(channel, severity, kind, template):
+def routed(channel, severity, kind, template, system=None):
     """(True, reason) when this channel gets a message of ``kind`` for an incident of ``severity``."""
     audience = channel.get('audience') or DEFAULT_AUDIENCE[channel['type']]
     wanted = channel.get('templates')
@@ -147,7 +148,7 @@ def routed(channel, severity, kind, template):
         if severity in channel['severities']:
             return True, 'severities of the channel'
         return False, '%s is not in the severities of the channel (%s)' % (severity, ', '.join(channel['severities']))
-    if audience in timers_mod.ROUTES.get(severity, ()):
+    if audience in timers_mod.audiences(severity, system):
         return True, '%s reaches the %s audience' % (severity, audience)
     if severity == 'SEV4':
         return False, 'SEV4: document only, no notification'
