@@ -24,13 +24,13 @@ description:
     SEV3 V(team), SEV4 nobody (document only): the audience of the level in the runbook's severity table
     decides, see docs/incident-notifications.md. The V(status_page) template goes to V(public) channels only.
     O(channels[].severities) and O(channels[].templates) override the routing of one channel."
-  - Every message sent or failed is an event of type C(notification) in the incident's timeline (channel,
+  - "Every message sent or failed is an event of type C(notification) in the incident's timeline (channel,
     template, update number, delivered or the error). A message is sent once per incident, template kind,
     update number and channel (the event C(key) C(notify:<kind>:<number>:<channel>)): a re-run sends nothing
-    again, a channel that failed is tried again.
-  - A channel that fails does not fail the task unless O(channels[].required=true): the failure is recorded
+    again, a channel that failed is tried again."
+  - "A channel that fails does not fail the task unless O(channels[].required=true): the failure is recorded
     and warned. Webhook URLs, routing keys, header values and SMTP passwords never reach the record, the
-    result or a message.
+    result or a message."
   - When a status update (O(template=update)) was delivered, the record's C(updates_sent) becomes
     O(update_number); when an escalation request was delivered, C(escalation_level) becomes
     O(escalation_level) and an C(escalation) event is recorded (O(record_progress)).
@@ -64,7 +64,7 @@ options:
     required: true
   update_number:
     description:
-      - The number N of a status update (C(INCIDENT UPDATE #N)); required with O(template=update).
+      - The number N of a status update (the C(INCIDENT UPDATE) number); required with O(template=update).
         M(incident.response.incident_timers_info) gives the number due.
       - For other templates it defaults to V(0) (one message per incident and channel), and for
         O(template=escalation) to O(escalation_level).
@@ -87,10 +87,10 @@ options:
     default: {}
   template_overrides:
     description:
-      - Operator's templates, by kind or template name, each a path to a UTF-8 file on the host that runs the
+      - "Operator's templates, by kind or template name, each a path to a UTF-8 file on the host that runs the
         module. The first line may be C(Subject: ...); placeholders are C(${name}) (C($$) for a dollar sign).
         Substitution is by name only (Python C(string.Template)): a malformed placeholder or an unknown name
-        fails the task with one message before anything is sent.
+        fails the task with one message before anything is sent."
     type: dict
     default: {}
   event_action:

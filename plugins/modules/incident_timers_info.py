@@ -15,10 +15,10 @@ short_description: When the next status update of an incident is due and when to
 version_added: 0.2.0
 description:
   - For one incident (O(incident_id)) or every open one, computes from the severity, the runbook (C(system))
-    and the record's times what is due now - status update C(#N), an escalation request - and when the next
+    and the record's times what is due now - status update number N, an escalation request - and when the next
     ones fall due. Reads only.
   - "Status updates: every C(update_minutes) of the severity table (SEV1 15, SEV2 30, the schedule generator's
-    SEV3 120 minutes...). Update C(#N) is due N intervals after C(times.detected) while the incident is open and
+    SEV3 120 minutes...). Update number N is due N intervals after C(times.detected) while the incident is open and
     fewer than N were sent (C(updates_sent)); a run that comes late gets the current number, never a burst."
   - "Escalation: the rules of the severity table per runbook, for example the schedule generator's SEV-2 not
     resolved within 30 minutes -> engineering lead, the task scheduler's P0 down more than 15 minutes (from
@@ -164,7 +164,7 @@ def main():
                     module.fail_json(msg='incident %s does not exist in %s' % (incident_id, store.describe()))
                 records = [record]
             else:
-                records = [r for r in store.list(dict(status=list(timers_mod.OPEN_STATUSES)))]
+                records = list(store.list(dict(status=list(timers_mod.OPEN_STATUSES))))
         finally:
             store.close()
         incidents, due, reasons, statuses = [], [], [], []

@@ -27,8 +27,8 @@ EVENTS = [dict(seq=1, type='note', message='bridge opened'),
 
 @pytest.mark.parametrize('name', sorted(render.TEMPLATES))
 def test_every_template_renders_without_placeholder_when_the_record_has_the_values(name):
-    system = dict(tviews='pg_tviews', task='task_scheduler', insights='insights').get(name.split('_')[0],
-                                                                                       'schedule_generator')
+    systems = dict(tviews='pg_tviews', task='task_scheduler', insights='insights')
+    system = systems.get(name.split('_')[0], 'schedule_generator')
     record = dict(FULL, system=system)
     if 'resolution' in name:
         record = dict(record, status='resolved', times=dict(FULL['times'], resolved='2026-12-01T20:55:00Z',
