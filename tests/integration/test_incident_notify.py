@@ -446,3 +446,63 @@ def test_incident_updates_playbook(ansible, env, store, store_path, http, smtp):
     assert store.get(incident_id)['updates_sent'] == 2
     assert 'INCIDENT UPDATE #2' in smtp.messages[-1]['body']
     assert_no_secret(store_text(store_path), run.output)
+
+
+# ------------------------------------------------------------------------------------------------ PostgreSQL store
+@pytest.fixture
+def pg_store(lab_env):
+    """The PostgreSQL store (AWX's) on the lab's cluster, in a schema of its own, dropped afterwards."""
+    import uuid  # pylint: disable=import-outside-toplevel
+    import psycopg2  # pylint: disable=import-outside-toplevel
+    schema = 'notify_%s' % uuid.uuid4().hex[:10]
+    old = dict(os.environ)
+    os.environ.update(lab_env)
+    try:
+        store = _incident.get_store(dict(store='postgres', store_schema=schema))
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    yield store, schema
+    store.close()
+    conn = psycopg2.connect(host=lab_env['PGHOST'], port=int(lab_env['PGPORT']), user=lab_env['PGUSER'],
+                            password=lab_env['PGPASSWORD'], dbname=lab_env['PGDATABASE'])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute('DROP SCHEMA IF EXISTS "%s" CASCADE' % schema)
+    conn.close()
+
+
+def pg_digest(lab, schema):
+    return lab.query('SELECT count(*), md5(coalesce(string_agg(e.event::text, \'|\' ORDER BY e.seq), \'\')) '
+                     'FROM "%s".incident_event e' % schema) + \
+        lab.query('SELECT md5(string_agg(i.record::text, \'|\' ORDER BY i.id)) FROM "%s".incident i' % schema)
+
+
+def test_postgres_store_notify_and_scheduled_updates(ansible, lab, pg_store, http):
+    store, schema = pg_store
+    env = dict(INCIDENT_STORE='postgres', INCIDENT_STORE_SCHEMA=schema)
+    incident_id = 'INC-T-notify-pg'
+    open_incident(store, incident_id, severity='SEV2', system='schedule_generator', minutes_ago=35)
+    chans = [c for c in channels(http, None) if c['type'] in ('slack', 'pagerduty')]
+
+    before = pg_digest(lab, schema)
+    run = ansible.playbook('playbooks/incident_updates.yml', dict(incident_notify_channels=chans), check=True,
+                           env=env)
+    assert run.rc == 0, run
+    assert http.received() == [] and pg_digest(lab, schema) == before
+
+    run = ansible.playbook('playbooks/incident_updates.yml', dict(incident_notify_channels=chans), env=env)
+    assert run.rc == 0, run
+    record = store.get(incident_id)
+    assert record['updates_sent'] == 1 and record['escalation_level'] == 1
+    pd = [r['json'] for r in http.received('/v2/enqueue')]
+    assert [p['event_action'] for p in pd] == ['trigger', 'trigger'] and {p['dedup_key'] for p in pd} == {incident_id}
+    assert sorted(p['payload']['summary'] for p in pd) == ['ESCALATION NEEDED: [SEV-2] Task scheduler API down',
+                                                           '[SEV-2] Update: Task scheduler API down']
+    keys = sorted(e['key'] for e in store.events(incident_id) if e.get('key'))
+    assert 'notify:update:1:slack' in keys and 'notify:escalation:1:pagerduty' in keys and 'escalation:1' in keys
+
+    sent, digest = http.snapshot(), pg_digest(lab, schema)
+    run = ansible.playbook('playbooks/incident_updates.yml', dict(incident_notify_channels=chans), env=env)
+    assert run.rc == 0 and run.changed == 0, run
+    assert http.snapshot() == sent and pg_digest(lab, schema) == digest
