@@ -316,7 +316,8 @@ PLACEHOLDERS = dict(
     escalation_target='[Who/what you need]', urgency='[Why this needs immediate attention]',
     service_name='[Service Name]', functionality='[specific functionality]', user_impact='[What users cannot do]',
     brief='[Brief Description]', started_iso='[ISO timestamp]', started_utc='[Time]', resolved_iso='[End time]',
-    resolved_utc='YYYY-MM-DD HH:MM UTC', duration='[X hours Y minutes]', user_impact_duration='[How long users were affected]',
+    resolved_utc='[YYYY-MM-DD HH:MM UTC]', duration='[X hours Y minutes]',
+    user_impact_duration='[How long users were affected]',
     timestamp='[TIMESTAMP]', incident_line='[Alert name and brief description]',
     resolution_window='[Estimated resolution time]', estimated_resolution='Unknown',
 )
@@ -477,6 +478,22 @@ def _event_actions(events, with_result=False, since_seq=None):
     return lines[-10:]
 
 
+def _progress_item(event):
+    """One line of 'what has changed since the last update' from a timeline event, or None."""
+    etype = event.get('type')
+    if etype in ('status', 'severity') and event.get('to'):
+        return '%s %s -> %s%s' % (etype, event.get('from') or '-', event.get('to'),
+                                  (' (confirmed by %s)' % event['confirmed_by']) if event.get('confirmed_by') else '')
+    if etype == 'updated' and event.get('fields'):
+        fields = event['fields']
+        return 'updated: %s' % (', '.join(sorted(fields)) if isinstance(fields, (list, dict)) else fields)
+    if etype in ('status', 'severity', 'note', 'updated', 'check', 'escalation') and event.get('message'):
+        return event['message']
+    if etype == 'task' and event.get('outcome') in ('changed', 'failed'):
+        return event.get('summary') or event.get('task')
+    return None
+
+
 def _eta(rules, resolution_due, now, open_now):
     if not open_now:
         return 'resolved'
@@ -515,8 +532,9 @@ def build_context(record, events=None, values=None, now=None, update_number=0, e
     for event in events:
         if last_update_seq is not None and (event.get('seq') or 0) <= last_update_seq:
             continue
-        if event.get('type') in ('status', 'severity', 'note', 'updated') and event.get('message'):
-            progress_items.append(event['message'])
+        item = _progress_item(event)
+        if item:
+            progress_items.append(item)
     if times['resolved'] or status in ('resolved', 'closed'):
         tview_status = 'RESOLVED'
     elif times['mitigated'] or status == 'monitoring':

@@ -148,3 +148,15 @@ def test_escalation_rules_of_the_runbooks():
     assert out['escalation_due'] is None
     with pytest.raises(timers.TimerError, match='unknown severity'):
         timers.timers(dict(severity='P9'), NOW)
+
+
+def test_progress_is_what_changed_since_the_last_update():
+    record = dict(id='INC-1', title='x', system='schedule_generator', severity='SEV2', status='mitigating',
+                  times=dict(started='2026-12-01T20:00:00Z'))
+    events = [dict(seq=1, type='note', message='before the last update'),
+              dict(seq=2, type='notification', delivered=True, template='update'),
+              dict(seq=3, type='status', **{'from': 'identified', 'to': 'mitigating'}),
+              dict(seq=4, type='severity', confirmed_by='Alice', **{'from': 'SEV3', 'to': 'SEV2'})]
+    body = render.render('update', record, events=events, now=NOW, update_number=2)['body']
+    assert 'PROGRESS:\n- status identified -> mitigating\n- severity SEV3 -> SEV2 (confirmed by Alice)\n' in body
+    assert 'before the last update' not in body.split('CURRENT STATUS')[0]
