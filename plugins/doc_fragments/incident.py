@@ -15,7 +15,7 @@ options:
   store:
     description:
       - Where the incident records are kept.
-      - V(files) is a directory on the host that runs the module (the controller with C(delegate_to=localhost)):
+      - V(files) is a directory on the host that runs the module (the controller with C(delegate_to=localhost)),
         one C(<id>.json) per incident, written atomically, and an append-only C(<id>.events.jsonl) timeline, mode
         0600 in a 0700 directory.
       - V(postgres) is a set of tables in the schema O(store_schema) of a PostgreSQL database (for AWX, whose job
