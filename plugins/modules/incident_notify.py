@@ -27,7 +27,8 @@ description:
   - "Every message sent or failed is an event of type C(notification) in the incident's timeline (channel,
     template, update number, delivered or the error). A message is sent once per incident, template kind,
     update number and channel (the event C(key) C(notify:<kind>:<number>:<channel>)): a re-run sends nothing
-    again, a channel that failed is tried again."
+    again, a channel that failed is tried again. Before sending, a run claims the message (an event
+    C(claim:<key>:<attempt>), appended once by the store): two overlapping runs never both send it."
   - "A channel that fails does not fail the task unless O(channels[].required=true): the failure is recorded
     and warned. Webhook URLs, routing keys, header values and SMTP passwords never reach the record, the
     result or a message."
@@ -282,7 +283,8 @@ messages:
       description: Why the channel is or is not routed.
       type: str
     state:
-      description: V(sent), V(failed), V(already_sent), V(not_routed), V(would_send) (check mode).
+      description: V(sent), V(failed), V(already_sent), V(not_routed), V(would_send) (check mode),
+        V(in_progress) (another run is sending it right now).
       type: str
     delivered:
       description: Delivered now or before.
@@ -319,6 +321,8 @@ diff:
   returned: when diff mode
   type: dict
 '''
+
+import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -373,6 +377,38 @@ def _override(params, name, kind):
     if unknown:
         raise NotifyError('template_overrides: unknown template %s; use a kind (%s) or a template name'
                           % (', '.join(sorted(map(str, unknown))), ', '.join(render_mod.KINDS)))
+    return None
+
+
+def _claim(store, incident_id, key, base, stale_after):
+    """Claim the sending of the message ``key``: its claim key, or None when another run holds the claim.
+
+    The claim is an event with the key ``claim:<key>:<attempt>`` (``attempt``: the failures recorded for ``key``).
+    The store appends an event with a given key once, also under concurrency, and returns the stored one: two
+    overlapping runs agree on who sends. A claim older than ``stale_after`` seconds whose run never reported is
+    recorded as failed (``stale:<claim key>``, once) and the message claimed again.
+    """
+    for _round in range(3):
+        events = store.events(incident_id)
+        attempt = len([e for e in events if e.get('type') == 'notification' and e.get('attempt_of') == key
+                       and e.get('delivered') is False])
+        claim_key = 'claim:%s:%d' % (key, attempt)
+        mine = uuid.uuid4().hex
+        stored = store.append_event(incident_id, dict(base, key=claim_key, claim=mine, attempt_of=key,
+                                                      delivered=None, state='sending',
+                                                      message='sending %s on %s' % (base['template_name'],
+                                                                                    base['channel'])))
+        if stored.get('claim') == mine:
+            return claim_key
+        if store.has_event(incident_id, key):
+            return None
+        claimed_at = timers_mod.parse_time(stored.get('time'), 'claim time')
+        if claimed_at is None or (timers_mod.utcnow() - claimed_at).total_seconds() < stale_after:
+            return None
+        store.append_event(incident_id, dict(
+            base, key='stale:' + claim_key, attempt_of=key, delivered=False,
+            error='the run that claimed this message at %s never reported; treated as failed' % stored.get('time'),
+            message='%s on %s: stale claim' % (base['template_name'], base['channel'])))
     return None
 
 
@@ -435,7 +471,7 @@ def run(module):
             message[field] = _incident.redact_value(message[field], secrets)
 
         action = _notify.pagerduty_action(kind, record, params['event_action'])
-        results, actions, sent, failed, to_record = [], [], [], [], []
+        results, actions, sent, failed, written = [], [], [], [], []
         done_count = routed_count = 0
         for channel in channels:
             cname = _notify.channel_name(channel)
@@ -461,6 +497,19 @@ def run(module):
                 entry['detail'] = dict(detail)
                 actions.append(make_action('notify', cname, detail, done=False))
                 continue
+            base = dict(type='notification', actor='incident.response.incident_notify', channel=cname,
+                        channel_type=channel['type'], template=kind, template_name=name, update_number=number,
+                        subject=message['subject'], event_action=action if channel['type'] == 'pagerduty' else None)
+            claim_key = _claim(store, incident_id, key, base, stale_after=max(120, 3 * (channel['timeout'] or 10)))
+            if claim_key is None:
+                if store.has_event(incident_id, key):
+                    entry.update(state='already_sent', delivered=True)
+                    done_count += 1
+                else:
+                    entry['state'] = 'in_progress'
+                    module.warn('incident %s: %s on channel %s is being sent by another run right now; not sent '
+                                'again' % (incident_id, name, cname))
+                continue
             try:
                 answer = _notify.send(channel, message, record, pagerduty_event_action=action)
                 entry.update(state='sent', delivered=True, detail=answer)
@@ -474,17 +523,15 @@ def run(module):
                 actions.append(make_action('notify', cname, detail, done=False, error=error))
                 module.warn('incident %s: %s on channel %s (%s) failed: %s (recorded in the timeline)'
                             % (incident_id, name, cname, channel['type'], error))
-            to_record.append(dict(
-                type='notification', key=key if entry['delivered'] else None, actor='incident.response.incident_notify',
-                channel=cname, channel_type=channel['type'], template=kind, template_name=name, update_number=number,
-                delivered=entry['delivered'], error=entry['error'], subject=message['subject'],
-                event_action=action if channel['type'] == 'pagerduty' else None,
-                message='%s %s on %s' % (name, 'delivered' if entry['delivered'] else 'failed', cname)))
+            written.append(store.append_event(incident_id, dict(
+                base, key=key if entry['delivered'] else 'failed:' + claim_key, attempt_of=key,
+                delivered=entry['delivered'], error=entry['error'],
+                message='%s %s on %s' % (name, 'delivered' if entry['delivered'] else 'failed', cname))))
 
         before = dict(updates_sent=int(record.get('updates_sent') or 0),
                       escalation_level=int(record.get('escalation_level') or 0),
-                      notifications=sorted(e.get('key') for e in events
-                                           if e.get('type') == 'notification' and e.get('key')))
+                      notifications=sorted(e.get('key') for e in events if e.get('type') == 'notification'
+                                           and (e.get('key') or '').startswith('notify:')))
         after = dict(before, notifications=list(before['notifications']))
         progress = {}
         would = len([r for r in results if r.get('state') == 'would_send'])
@@ -495,13 +542,11 @@ def run(module):
             if kind == 'escalation' and escalation['level'] > before['escalation_level']:
                 progress['escalation_level'] = escalation['level']
         after.update(progress)
-        after['notifications'] = sorted(after['notifications'] + [e['key'] for e in to_record if e['key']] +
+        after['notifications'] = sorted(after['notifications'] + [e['key'] for e in written if e.get('delivered')] +
                                         [r['key'] for r in results if r.get('state') == 'would_send'])
 
-        changed = bool(to_record or progress or [r for r in results if r.get('state') == 'would_send'])
+        changed = bool(written or progress or [r for r in results if r.get('state') == 'would_send'])
         if not module.check_mode:
-            for event in to_record:
-                store.append_event(incident_id, event)
             if progress:
                 store.update(incident_id, progress)
             if 'escalation_level' in progress and not store.has_event(incident_id, 'escalation:%d' % escalation['level']):

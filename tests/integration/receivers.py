@@ -5,7 +5,7 @@
   ``{"status": "success", "dedup_key": ...}``) and records every request, so the tests assert on what the
   services would have received. Paths:
   ``/slack/<token>`` (200 ``ok``), ``/webhook/<token>`` (200 JSON), ``/v2/enqueue`` (PagerDuty, 202),
-  ``/fail/...`` (500), ``/slow/...`` (answers after 30 s).
+  ``/fail/...`` (500), ``/slow/<seconds>/...`` (answers ``ok`` after that many seconds).
 * ``SmtpServer`` is a REAL SMTP server (aiosmtpd) on loopback with STARTTLS (a self-signed certificate made
   with openssl for the test) and AUTH (PLAIN/LOGIN, only after STARTTLS).
 """
@@ -49,8 +49,8 @@ class HttpReceiver(object):
                                                   json=body))
                 if self.path.startswith('/fail'):
                     self._answer(500, b'internal error', 'text/plain')
-                elif self.path.startswith('/slow'):
-                    time.sleep(30)
+                elif self.path.startswith('/slow/'):
+                    time.sleep(float(self.path.split('/')[2]))
                     self._answer(200, b'ok', 'text/plain')
                 elif self.path.startswith('/slack/'):
                     self._answer(200, b'ok', 'text/plain')

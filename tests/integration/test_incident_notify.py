@@ -108,7 +108,8 @@ def store_digest(path):
 
 
 def notifications(store, incident_id):
-    return [e for e in store.events(incident_id) if e['type'] == 'notification']
+    """The results of the sends (not the claims taken before sending)."""
+    return [e for e in store.events(incident_id) if e['type'] == 'notification' and e.get('state') != 'sending']
 
 
 def assert_no_secret(*texts):
@@ -287,7 +288,7 @@ def test_failing_channels_recorded_and_warned(ansible, env, store, http):
         % incident_id in out, out
     events = dict((e['channel'], e) for e in notifications(store, incident_id))
     assert events['broken-hook']['delivered'] is False and 'HTTP 500' in events['broken-hook']['error']
-    assert events['broken-hook']['key'] is None  # a failure does not block the retry
+    assert events['broken-hook']['key'].startswith('failed:claim:notify:update:1:broken-hook')  # not the retry's key
     assert events['email']['delivered'] is False
     assert store.get(incident_id)['updates_sent'] == 1  # delivered on one channel: update #1 is sent
     assert http.received('/slack/')[0]['json']['text'].startswith('*Incident Update - %s' % incident_id)
@@ -506,3 +507,38 @@ def test_postgres_store_notify_and_scheduled_updates(ansible, lab, pg_store, htt
     run = ansible.playbook('playbooks/incident_updates.yml', dict(incident_notify_channels=chans), env=env)
     assert run.rc == 0 and run.changed == 0, run
     assert http.snapshot() == sent and pg_digest(lab, schema) == digest
+
+
+def test_overlapping_runs_send_once_and_a_stale_claim_is_retried(ansible, env, store, http):
+    import threading  # pylint: disable=import-outside-toplevel
+    incident_id = 'INC-T-notify-race'
+    open_incident(store, incident_id, severity='SEV3', system='schedule_generator')
+    # the stand-in takes 8 s to answer: two runs started together overlap whatever their start-up times
+    chans = [dict(name='slow-slack', type='slack', url='%s/slow/8/%s' % (http.url, SLACK_TOKEN), timeout=30)]
+    args = dict(incident_id=incident_id, template='initial', channels=chans)
+    results = []
+
+    def one_run():
+        results.append(ansible.module('incident_notify', args, env=env))
+    threads = [threading.Thread(target=one_run) for _index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(results) == 2 and all(rc == 0 for rc, _result, _out in results), results
+    assert len(http.received('/slow/')) == 1  # sent once
+    states = sorted(result['messages'][0]['state'] for _rc, result, _out in results)
+    assert states in (['already_sent', 'sent'], ['in_progress', 'sent']), states
+    delivered = [e for e in notifications(store, incident_id) if e['delivered']]
+    assert [e['key'] for e in delivered] == ['notify:initial:0:slow-slack']
+
+    # a run that died after claiming: after the stale time the next run records it as failed and sends
+    chans = [dict(name='slack', type='slack', url='%s/slack/%s' % (http.url, SLACK_TOKEN))]
+    store.append_event(incident_id, dict(type='notification', key='claim:notify:initial:0:slack:0', claim='dead-run',
+                                         attempt_of='notify:initial:0:slack', delivered=None, state='sending',
+                                         channel='slack', time=ago(10)))
+    rc, result, out = ansible.module('incident_notify', dict(args, channels=chans), env=env)
+    assert rc == 0 and result['messages'][0]['state'] == 'sent', out
+    stale = [e for e in store.events(incident_id) if (e.get('key') or '').startswith('stale:')]
+    assert [e['key'] for e in stale] == ['stale:claim:notify:initial:0:slack:0'] and stale[0]['delivered'] is False
+    assert len(http.received('/slack/')) == 1
