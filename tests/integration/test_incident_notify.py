@@ -419,6 +419,7 @@ def test_incident_updates_playbook(ansible, env, store, store_path, http, smtp):
     run = ansible.playbook('playbooks/incident_updates.yml', extra, check=True, env=env)
     assert run.rc == 0, run
     assert 'would send' in run.output
+    assert 'INCIDENT UPDATE #1' in run.output and 'ESCALATION REQUEST' in run.output  # the messages, rendered
     assert http.received() == [] and smtp.messages == [] and store_digest(store_path) == before
 
     run = ansible.playbook('playbooks/incident_updates.yml', extra, env=env)
