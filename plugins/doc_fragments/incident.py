@@ -39,7 +39,8 @@ options:
     type: str
   store_schema:
     description:
-      - The schema of the V(postgres) store's tables. Falls back to E(INCIDENT_STORE_SCHEMA).
+      - The schema of the V(postgres) store's tables, a plain lower-case identifier. Created with the tables on the
+        first write. Falls back to E(INCIDENT_STORE_SCHEMA).
     type: str
     default: incident_response
   store_timeout:

@@ -638,6 +638,12 @@ class FileStore(Store):
 
     def _ensure_dir(self):
         if os.path.isdir(self.path):
+            try:
+                info = os.stat(self.path)
+                if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+                    os.chmod(self.path, 0o700)  # the store is private, whoever created the directory
+            except OSError:
+                pass
             return
         try:
             os.makedirs(self.path, 0o700)
