@@ -73,6 +73,7 @@ CHANNEL_SPEC = dict(
 )
 
 SECRET_KEYS = ('url', 'routing_key', 'smtp_password')
+KINDS = ('initial', 'update', 'resolution', 'escalation', 'status_page')
 
 
 class ChannelError(Exception):
@@ -104,7 +105,7 @@ def scrub(text, secrets):
     return text
 
 
-def validate_channel(channel):
+def validate_channel(channel, known_templates=()):
     """One clear message for a channel that cannot work, before anything is sent."""
     name = channel_name(channel)
     kind = channel['type']
@@ -128,6 +129,10 @@ def validate_channel(channel):
         if severity not in timers_mod.SEVERITIES:
             raise ChannelError('channel %s: severities: unknown severity %r (use %s)'
                                % (name, severity, ', '.join(timers_mod.SEVERITIES)))
+    for template in channel.get('templates') or []:
+        if known_templates and template not in known_templates:
+            raise ChannelError('channel %s: templates: unknown template %r (use a kind: %s, or a template name)'
+                               % (name, template, ', '.join(KINDS)))
     if channel.get('timeout') is not None and channel['timeout'] <= 0:
         raise ChannelError('channel %s: timeout must be a positive number of seconds' % name)
 

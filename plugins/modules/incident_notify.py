@@ -366,6 +366,10 @@ def _secrets(params):
 
 def _override(params, name, kind):
     overrides = params.get('template_overrides') or {}
+    unknown = [key for key in overrides if key not in render_mod.TEMPLATES and key not in render_mod.KINDS]
+    if unknown:
+        raise NotifyError('template_overrides: unknown template %s; use a kind (%s) or a template name'
+                          % (', '.join(sorted(map(str, unknown))), ', '.join(render_mod.KINDS)))
     for key in (name, kind):
         if overrides.get(key):
             try:
@@ -373,10 +377,6 @@ def _override(params, name, kind):
             except render_mod.TemplateError as exc:
                 raise NotifyError(str(exc))
             return subject, body, str(overrides[key])
-    unknown = [key for key in overrides if key not in render_mod.TEMPLATES and key not in render_mod.KINDS]
-    if unknown:
-        raise NotifyError('template_overrides: unknown template %s; use a kind (%s) or a template name'
-                          % (', '.join(sorted(map(str, unknown))), ', '.join(render_mod.KINDS)))
     return None
 
 
@@ -420,7 +420,7 @@ def run(module):
     names = []
     for channel in channels:
         try:
-            _notify.validate_channel(channel)
+            _notify.validate_channel(channel, tuple(render_mod.KINDS) + tuple(render_mod.TEMPLATES))
         except _notify.ChannelError as exc:
             raise NotifyError(str(exc))
         names.append(_notify.channel_name(channel))

@@ -341,7 +341,13 @@ def test_unreachable_webhook_and_bad_input(ansible, env, store, store_path, http
             (dict(incident_id=incident_id, template='weekly'), "unknown template 'weekly'"),
             (dict(incident_id=incident_id, template='initial', channels=[dict(type='webhook')]), 'url is required'),
             (dict(incident_id=incident_id, template='initial', channels=[dict(type='pagerduty')]),
-             'routing_key is required')):
+             'routing_key is required'),
+            (dict(incident_id=incident_id, template='initial', channels=[dict(chans[0], templates=['weekly'])]),
+             "templates: unknown template 'weekly'"),
+            (dict(incident_id=incident_id, template='initial', channels=chans,
+                  template_overrides=dict(weekly=str(good))), 'template_overrides: unknown template weekly'),
+            (dict(incident_id=incident_id, template='initial', channels=chans + chans), 'is used twice'),
+            (dict(incident_id=incident_id, template='initial', vars={'Bad Name': 1}), 'not a valid placeholder')):
         rc, result, out = ansible.module('incident_notify', args, env=env)
         assert_clean_failure(rc, result, out, fragment)
     assert store_digest(store_path) == before and http.snapshot() == received
