@@ -220,11 +220,11 @@ def duration_param(module, name, value=_UNSET, minimum=None, maximum=None, resol
         return None
     if maximum is not None and seconds > maximum:
         module.fail_json(msg='%s: %r is above the maximum of %s' % (name, value, format_duration(maximum)))
-    if minimum is not None and seconds < minimum:
-        module.fail_json(msg='%s: %r is below the minimum of %s' % (name, value, _short_duration(minimum)))
     if resolution and 0 < seconds and round(seconds / resolution) == 0:
         module.fail_json(msg='%s: %r is below the resolution of %s: it would round to 0, which turns it off'
                          % (name, value, _short_duration(resolution)))
+    if minimum is not None and seconds < minimum:
+        module.fail_json(msg='%s: %r is below the minimum of %s' % (name, value, _short_duration(minimum)))
     return seconds
 
 

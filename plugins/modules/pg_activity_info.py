@@ -375,7 +375,7 @@ def main():
         changed=False,
         server_version=client.version_string,
         thresholds=thresholds,
-        executed_queries=client.executed_queries,
+        executed_queries=client.queries,
     )
     module.exit_json(**result)
 

@@ -410,7 +410,7 @@ def main():
     result['summary'] = summary
     if module._diff:
         result['diff'] = dict(before=dict(pids=before_pids), after=dict(pids=after_pids if not module.check_mode else []))
-    result['executed_queries'] = client.executed_queries
+    result['executed_queries'] = client.queries
     module.exit_json(**result)
 
 

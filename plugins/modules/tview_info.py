@@ -76,7 +76,9 @@ options:
     type: int
     default: 0
   statement_timeout:
-    description: Statement timeout of each integrity read (seconds or a duration such as V(5s), V(500ms)).
+    description:
+      - Statement timeout of each integrity read (seconds or a duration such as V(5s), V(500ms)), and of every
+        other statement of the module's session (it replaces the default of the connection options).
     type: raw
     default: 5s
   error_limit:
@@ -395,7 +397,7 @@ def main():
         priority=sev['priority'],
         response=sev['response'],
         exit_criteria=exit_criteria(facts, thresholds, integrity),
-        executed_queries=client.executed_queries,
+        executed_queries=client.queries,
     )
     module.exit_json(**result)
 

@@ -113,14 +113,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.incident.response.plugins.module_utils._common import DurationError, parse_duration
 from ansible_collections.incident.response.plugins.module_utils._postgres import (
     PgClient,
+    connection_settings,
     describe_target,
+    open_connection,
     postgres_common_argument_spec,
 )
-
-try:
-    import psycopg2
-except ImportError:
-    psycopg2 = None
 
 LOCK_APPLICATION = 'incident.response.lock'
 
@@ -168,15 +165,14 @@ def alive(pid):
         return True
 
 
-def hold(connect_kwargs, key, write_fd, watch_pid, max_hold):
+def hold(settings, key, write_fd, watch_pid, max_hold):
     """The background holder: take the lock, tell the module, keep the session until told or orphaned."""
     stop = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
     answer = dict(ok=False)
     conn = None
     try:
-        conn = psycopg2.connect(**connect_kwargs)
-        conn.autocommit = True
+        conn = open_connection(settings)
         cur = conn.cursor()
         cur.execute('SELECT pg_try_advisory_lock(%s), pg_backend_pid()', (key,))
         got, backend = cur.fetchone()
@@ -202,15 +198,7 @@ def hold(connect_kwargs, key, write_fd, watch_pid, max_hold):
 
 def start_holder(module, key, pid_file, watch_pid, max_hold):  # pylint: disable=too-many-locals
     p = module.params
-    kwargs = dict(port=p['login_port'], user=p['login_user'], dbname=p['login_db'], sslmode=p['ssl_mode'],
-                  connect_timeout=p['connect_timeout'], application_name=LOCK_APPLICATION)
-    host = p['login_unix_socket'] or p['login_host']
-    if host:
-        kwargs['host'] = host
-    if p['login_password'] is not None:
-        kwargs['password'] = p['login_password']
-    if p['ca_cert']:
-        kwargs['sslrootcert'] = p['ca_cert']
+    settings = connection_settings(module, application_name=LOCK_APPLICATION)
     read_fd, write_fd = os.pipe()
     child = os.fork()
     if child == 0:
@@ -224,7 +212,7 @@ def start_holder(module, key, pid_file, watch_pid, max_hold):  # pylint: disable
         with open(pid_file, 'w') as handle:
             handle.write(json.dumps(dict(holder=os.getpid(), watch=watch_pid)))
         try:
-            hold(kwargs, key, write_fd, watch_pid, max_hold)
+            hold(settings, key, write_fd, watch_pid, max_hold)
         finally:
             if (read_holder(pid_file) or {}).get('holder') == os.getpid():
                 try:

@@ -198,29 +198,8 @@ def argument_problem(params):
     return None
 
 
-class _Rendering(object):
-    """Runs psycopg2.sql compositions through the PgClient as plain text (readable executed_queries)."""
-
-    def __init__(self, client):
-        self.client = client
-        self.params = client.params
-
-    def _text(self, statement):
-        return statement.as_string(self.client.conn) if hasattr(statement, 'as_string') else statement
-
-    def query(self, statement, params=None):
-        return self.client.query(self._text(statement), params)
-
-    def query_one(self, statement, params=None):
-        return self.client.query_one(self._text(statement), params)
-
-    def execute(self, statement, params=None):
-        return self.client.execute(self._text(statement), params)
-
-
 class Queue(object):
-    def __init__(self, pg_client, names):
-        client = _Rendering(pg_client)
+    def __init__(self, client, names):
         self.client = client
         self.names = names
         info = client.query_one("""
@@ -347,7 +326,7 @@ def main():
                          pending_by_tview=[], archived=0, restored=0, archive=dict(table=None, incidents=[]),
                          actions=[], summary='the pg_tviews extension keeps no refresh queue: nothing to %s'
                          % ('inspect' if p['action'] == 'inspect' else p['action']),
-                         executed_queries=client.executed_queries)
+                         executed_queries=client.queries)
 
     queue = Queue(client, p['names'])
     pending_before, oldest, by_tview = queue.pending(p['top'])
@@ -369,21 +348,17 @@ def main():
         archived = pending_before
         if pending_before:
             if not module.check_mode:
-                client.conn.autocommit = False
-                queue.ensure_archive()
-                archived = queue.move_to_archive(incident)
-                client.conn.commit()
-                client.conn.autocommit = True
+                with client.transaction():
+                    queue.ensure_archive()
+                    archived = queue.move_to_archive(incident)
             actions.append(make_action('archive_and_clear', 'pg_tviews_queue',
                                        dict(rows=archived, incident_id=incident, archive=queue.archive_name),
                                        done=not module.check_mode))
     elif p['action'] == 'restore':
         restored = queue.unrestored(incident)
         if restored and not module.check_mode:
-            client.conn.autocommit = False
-            restored = queue.move_back(incident)
-            client.conn.commit()
-            client.conn.autocommit = True
+            with client.transaction():
+                restored = queue.move_back(incident)
         if restored:
             actions.append(make_action('restore', 'pg_tviews_queue',
                                        dict(rows=restored, incident_id=incident, archive=queue.archive_name),
@@ -429,7 +404,7 @@ def main():
         archive=dict(table=queue.archive_name if queue.archive_exists else None, incidents=archived_after),
         actions=actions,
         summary=summary,
-        executed_queries=client.executed_queries,
+        executed_queries=client.queries,
     )
     result.update(evidence)
     if module._diff:
