@@ -199,17 +199,21 @@ def remediation_result(changed, actions, summary, diff=None, check_mode=False, w
 _UNSET = object()
 
 
-def duration_param(module, name, value=_UNSET, minimum=None, maximum=None, resolution=None, allow_empty=True):
+def duration_param(module, name, value=_UNSET, minimum=None, maximum=None, resolution=None, allow_empty=True,
+                   required=False):
     """Read the duration option ``name`` (or ``value``) in seconds, or fail the module with one message.
 
     ``None`` (not given) is returned as None. ``''`` too, unless ``allow_empty=False`` (an empty value
-    must not silently drop a filter). Refused: garbage, negatives, inf/nan, values beyond the float range
+    must not silently drop a filter). With ``required=True`` (a threshold the module cannot do without,
+    typically one with a default that the user nulled) neither is accepted. Refused: garbage, negatives, inf/nan, values beyond the float range
     or above ``maximum`` (default MAX_DURATION), below ``minimum``, and, with ``resolution`` (seconds, e.g.
     0.001 for a timeout set in milliseconds), a positive value that would round to 0 and so turn a
     timeout off (``0.4ms``).
     """
     if value is _UNSET:
         value = module.params.get(name)
+    if required and (value is None or (isinstance(value, str) and not value.strip())):
+        module.fail_json(msg='%s must be a duration such as 30s or 5m, got %r' % (name, value))
     if isinstance(value, str) and not value.strip() and not allow_empty:
         module.fail_json(msg='%s must not be empty: omit it, or give a duration such as 30s or 5m' % name)
     try:
@@ -340,7 +344,7 @@ def regex_param(module, name, value=_UNSET, allow_empty=False, flags=0, max_inpu
         compiled = re.compile(value, flags)
         nested = _sre_parser is not None and _nested_quantifier(_sre_parser.parse(value, flags))
     except (re.error, OverflowError, RecursionError, ValueError, TypeError) as exc:
-        module.fail_json(msg='%s: %r is not a valid regular expression: %s' % (name, shown, exc))
+        module.fail_json(msg='%s %r is not a valid regular expression: %s' % (name, shown, exc))
     if nested:
         module.fail_json(msg='%s: %r nests a repeat inside a repeat (such as (a+)+), which can take exponential '
                          'time to match: write it without the nesting' % (name, shown))

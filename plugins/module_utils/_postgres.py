@@ -20,7 +20,7 @@ import traceback
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.incident.response.plugins.module_utils._common import duration_param, excerpt
+from ansible_collections.incident.response.plugins.module_utils._common import diagnosis_result, duration_param, excerpt
 
 PSYCOPG2_IMPORT_ERROR = None
 try:
@@ -150,7 +150,7 @@ def connection_settings(module, application_name=APPLICATION_NAME):
         kwargs['password'] = p['login_password']
     if p['ca_cert']:
         kwargs['sslrootcert'] = p['ca_cert']
-    return dict(connect=kwargs, session=session)
+    return dict(connect=kwargs, session=session, given=dict((name, p[name]) for name in TIMEOUT_OPTIONS))
 
 
 def open_connection(settings, autocommit=True):
@@ -191,15 +191,19 @@ class PgClient(object):
         self._executed = []
         self._conn = None
         ensure_psycopg2(module)
-        self.settings = connection_settings(module)
+        self._settings = connection_settings(module)
         self._connect(autocommit)
 
     def _connect(self, autocommit):
         p = self.params
         try:
-            self._conn = open_connection(self.settings, autocommit)
+            self._conn = open_connection(self._settings, autocommit)
         except psycopg2.Error as exc:
-            self.module.fail_json(msg='Unable to connect to PostgreSQL at %s: %s' % (describe_target(p), _first_line(exc)))
+            msg = 'Unable to connect to PostgreSQL at %s: %s' % (describe_target(p), _first_line(exc))
+            if p.get('unreachable') == 'unknown':
+                # A diagnosis reports a server it cannot reach (status unknown), as postgresql_ping does.
+                self.module.exit_json(**diagnosis_result('unknown', [msg], msg=msg, executed_queries=[]))
+            self.module.fail_json(msg=msg)
         self.server_version = self._conn.server_version
         if self.server_version < MIN_SERVER_VERSION:
             self.fail('PostgreSQL %s at %s is not supported: this collection needs PostgreSQL 13 or newer'
@@ -237,9 +241,9 @@ class PgClient(object):
         code = getattr(exc, 'pgcode', None)
         if code == '55P03' or 'lock timeout' in text:
             text += ' (lock_timeout %s: another session holds the lock; raise lock_timeout to wait longer)' \
-                % self.settings['session']['lock_timeout']
+                % self._settings['given']['lock_timeout']
         elif code == '57014' and 'statement timeout' in text:
-            text += ' (statement_timeout %s)' % self.settings['session']['statement_timeout']
+            text += ' (statement_timeout %s)' % self._settings['given']['statement_timeout']
         return text
 
     def _run(self, sql, params, fetch, fail=True):

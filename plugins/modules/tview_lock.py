@@ -101,6 +101,15 @@ summary:
   description: One line.
   returned: always
   type: str
+actions:
+  description:
+    - What was done (or, in check mode, would be done), as every remediation of the collection reports it.
+    - One C(take_lock) or C(release_lock) entry (C(action), C(target) the lock's name, C(detail) with the key
+      and the pids, C(done)); empty when nothing changes.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"action": "take_lock", "target": "incident.response/tview_emergency", "detail": {"key": 1234}, "done": true}]
 '''
 
 import json
@@ -110,7 +119,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import DurationError, parse_duration
+from ansible_collections.incident.response.plugins.module_utils._common import duration_param, make_action, remediation_result
 from ansible_collections.incident.response.plugins.module_utils._postgres import (
     PgClient,
     connection_settings,
@@ -258,10 +267,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
-    try:
-        max_hold = parse_duration(p['max_hold'], 'max_hold')
-    except DurationError as exc:
-        module.fail_json(msg=str(exc))
+    max_hold = duration_param(module, 'max_hold')
     if not max_hold:
         module.fail_json(msg='max_hold must be a positive duration, got %r' % (p['max_hold'],))
     client = PgClient(module)
@@ -278,7 +284,10 @@ def main():
     mine = recorded['holder'] if recorded and recorded.get('watch') == watch else None
     holders = holder_sessions(client, key)
     held_by = holders[0] if holders else None
-    result = dict(changed=False, key=key, held_by=held_by)
+
+    def finish(changed, actions, summary, **facts):
+        module.exit_json(**remediation_result(changed, actions, summary, check_mode=module.check_mode,
+                                              want_diff=module._diff, key=key, **facts))
 
     if p['state'] == 'absent':
         if mine and not module.check_mode:
@@ -289,15 +298,17 @@ def main():
             deadline = time.time() + 15
             while holder_sessions(client, key) and time.time() < deadline:
                 time.sleep(0.2)
-        result.update(changed=bool(mine), summary=('released' if not module.check_mode else 'would release')
-                      + ' the lock %s' % p['name'] if mine else 'the lock %s is not held by this run' % p['name'])
         client.close()
-        module.exit_json(**result)
+        actions = [make_action('release_lock', p['name'], dict(key=key, holder_pid=mine), done=not module.check_mode)] \
+            if mine else []
+        finish(bool(mine), actions, ('released' if not module.check_mode else 'would release')
+             + ' the lock %s' % p['name'] if mine else 'the lock %s is not held by this run' % p['name'],
+             held_by=held_by)
 
     if mine and held_by and held_by['application_name'] == LOCK_APPLICATION:
         client.close()
-        module.exit_json(changed=False, key=key, held_by=held_by, holder_pid=mine, backend_pid=held_by['pid'],
-                         summary='the lock %s is already held by this run (holder pid %d)' % (p['name'], mine))
+        finish(False, [], 'the lock %s is already held by this run (holder pid %d)' % (p['name'], mine),
+             held_by=held_by, holder_pid=mine, backend_pid=held_by['pid'])
     if held_by:
         client.fail('another emergency run holds the lock %s in %s: session pid %s of %s (application_name %s, '
                     'from %s, since %s). Only one emergency run may act at a time; wait for it to finish.'
@@ -305,7 +316,8 @@ def main():
                        held_by['client_addr'] or 'local socket', held_by['backend_start']), held_by=held_by)
     if module.check_mode:
         client.close()
-        module.exit_json(changed=True, key=key, held_by=None, summary='the lock %s is free; would take it' % p['name'])
+        finish(True, [make_action('take_lock', p['name'], dict(key=key), done=False)],
+             'the lock %s is free; would take it' % p['name'], held_by=None)
     client.close()
     answer = start_holder(module, key, pid_file, watch, max_hold)
     if not answer.get('ok'):
@@ -313,8 +325,11 @@ def main():
             module.fail_json(msg='cannot take the lock %s at %s: %s' % (p['name'], describe_target(p), answer['error']))
         module.fail_json(msg='another emergency run took the lock %s in %s just now. Only one emergency run may act '
                              'at a time; wait for it to finish.' % (p['name'], describe_target(p)))
-    module.exit_json(changed=True, key=key, held_by=None, holder_pid=(read_holder(pid_file) or {}).get('holder'), backend_pid=answer['backend_pid'],
-                     watch_pid=watch, summary='took the lock %s (session pid %s)' % (p['name'], answer['backend_pid']))
+    holder = (read_holder(pid_file) or {}).get('holder')
+    finish(True, [make_action('take_lock', p['name'], dict(key=key, holder_pid=holder, backend_pid=answer['backend_pid']),
+                            done=True)],
+         'took the lock %s (session pid %s)' % (p['name'], answer['backend_pid']),
+         held_by=None, holder_pid=holder, backend_pid=answer['backend_pid'], watch_pid=watch)
 
 
 if __name__ == '__main__':

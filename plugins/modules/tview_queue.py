@@ -159,7 +159,7 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import make_action, plural
+from ansible_collections.incident.response.plugins.module_utils._common import make_action, plural, remediation_result
 from ansible_collections.incident.response.plugins.module_utils._postgres import PgClient, postgres_common_argument_spec
 from ansible_collections.incident.response.plugins.module_utils._tviews import (
     ARCHIVE_TABLE,
@@ -322,11 +322,11 @@ def main():
     contract = detect_contract(client, p['contract'])
     if contract == EXTENSION:
         client.close()
-        module.exit_json(changed=False, contract=contract, pending=None, oldest_pending_seconds=None,
-                         pending_by_tview=[], archived=0, restored=0, archive=dict(table=None, incidents=[]),
-                         actions=[], summary='the pg_tviews extension keeps no refresh queue: nothing to %s'
-                         % ('inspect' if p['action'] == 'inspect' else p['action']),
-                         executed_queries=client.queries)
+        module.exit_json(**remediation_result(
+            False, [], 'the pg_tviews extension keeps no refresh queue: nothing to %s'
+            % ('inspect' if p['action'] == 'inspect' else p['action']),
+            contract=contract, pending=None, oldest_pending_seconds=None, pending_by_tview=[], archived=0,
+            restored=0, archive=dict(table=None, incidents=[]), executed_queries=client.queries))
 
     queue = Queue(client, p['names'])
     pending_before, oldest, by_tview = queue.pending(p['top'])
@@ -394,7 +394,6 @@ def main():
         return sum(r['rows'] for r in counts if r['incident_id'] == incident)
 
     result = dict(
-        changed=bool(actions),
         contract=contract,
         pending=pending_after,
         oldest_pending_seconds=None if oldest_after is None else round(oldest_after, 1),
@@ -402,19 +401,17 @@ def main():
         archived=archived,
         restored=restored,
         archive=dict(table=queue.archive_name if queue.archive_exists else None, incidents=archived_after),
-        actions=actions,
-        summary=summary,
         executed_queries=client.queries,
     )
     result.update(evidence)
-    if module._diff:
-        predicted_pending = pending_before - archived + restored
-        result['diff'] = dict(
-            before=dict(pending=pending_before, archived_for_incident=incident_rows(archived_before)),
-            after=dict(pending=predicted_pending if module.check_mode else pending_after,
-                       archived_for_incident=incident_rows(archived_after) if not module.check_mode
-                       else (incident_rows(archived_before) or 0) + archived))
-    module.exit_json(**result)
+    predicted_pending = pending_before - archived + restored
+    diff = dict(
+        before=dict(pending=pending_before, archived_for_incident=incident_rows(archived_before)),
+        after=dict(pending=predicted_pending if module.check_mode else pending_after,
+                   archived_for_incident=incident_rows(archived_after) if not module.check_mode
+                   else (incident_rows(archived_before) or 0) + archived))
+    module.exit_json(**remediation_result(bool(actions), actions, summary, diff=diff, check_mode=module.check_mode,
+                                          want_diff=module._diff, **result))
 
 
 if __name__ == '__main__':

@@ -146,7 +146,7 @@ executed_queries:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import make_action, plural
+from ansible_collections.incident.response.plugins.module_utils._common import make_action, plural, remediation_result
 from ansible_collections.incident.response.plugins.module_utils._postgres import PgClient, postgres_common_argument_spec
 from ansible_collections.incident.response.plugins.module_utils._tviews import (
     CONTRACT_CHOICES,
@@ -294,11 +294,9 @@ RETURNING entity_name AS name, emergency_disabled, NULL::text AS emergency_disab
         summary = 'nothing to %s: %s already %s' % (verb, plural(len(rows), 'TVIEW'), p['state'])
     if not rows:
         summary = 'no TVIEW matches; nothing to %s' % verb
-    result = dict(changed=bool(targets), tviews=result_rows, actions=actions, summary=summary)
-    if module._diff:
-        result['diff'] = dict(before=dict((r['name'], r['before']) for r in result_rows if r['changed']),
-                              after=dict((r['name'], r['after']) for r in result_rows if r['changed']))
-    return result
+    diff = dict(before=dict((r['name'], r['before']) for r in result_rows if r['changed']),
+                after=dict((r['name'], r['after']) for r in result_rows if r['changed']))
+    return bool(targets), actions, summary, diff, dict(tviews=result_rows)
 
 
 def extension(module, client):
@@ -347,18 +345,15 @@ def extension(module, client):
         summary = '%s TVIEW triggers for %s (%s)' % (done, where, SUSPEND_SETTING)
     else:
         summary = 'TVIEW triggers already %s for %s; nothing to do' % (past, scope)
-    result = dict(changed=bool(targets), tviews=[], actions=actions, summary=summary,
-                  suspension=after)
-    if module._diff:
-        predicted = dict(database=after['database'], roles=dict(after['roles']))
-        if module.check_mode:
-            for kind, name, current in targets:
-                if kind == 'role':
-                    predicted['roles']['%s in %s' % (name, database)] = 'on' if want_on else None
-                else:
-                    predicted['database'] = 'on' if want_on else None
-        result['diff'] = dict(before=dict(database=before['database'], roles=before['roles']), after=predicted)
-    return result
+    predicted = dict(database=after['database'], roles=dict(after['roles']))
+    if module.check_mode:
+        for kind, name, current in targets:
+            if kind == 'role':
+                predicted['roles']['%s in %s' % (name, database)] = 'on' if want_on else None
+            else:
+                predicted['database'] = 'on' if want_on else None
+    diff = dict(before=dict(database=before['database'], roles=before['roles']), after=predicted)
+    return bool(targets), actions, summary, diff, dict(tviews=[], suspension=after)
 
 
 def main():
@@ -368,10 +363,11 @@ def main():
         module.fail_json(msg=problem)
     client = PgClient(module)
     contract = detect_contract(client, module.params['contract'])
-    result = extension(module, client) if contract == EXTENSION else runbook(module, client)
+    changed, actions, summary, diff, facts = (extension if contract == EXTENSION else runbook)(module, client)
     client.close()
-    result.update(contract=contract, executed_queries=client.queries)
-    module.exit_json(**result)
+    module.exit_json(**remediation_result(changed, actions, summary, diff=diff, check_mode=module.check_mode,
+                                          want_diff=module._diff, contract=contract, executed_queries=client.queries,
+                                          **facts))
 
 
 if __name__ == '__main__':
