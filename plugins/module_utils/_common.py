@@ -199,6 +199,41 @@ def remediation_result(changed, actions, summary, diff=None, check_mode=False, w
 _UNSET = object()
 
 
+def new_module(module_class, argument_spec, **kwargs):
+    """``module_class(argument_spec, **kwargs)`` (the module's AnsibleModule), but a value that ansible-core's own type checks cannot
+    convert without an exception (``'inf'`` for an int option raises OverflowError, ``10**400`` for a float
+    option too) fails the module with one message naming the option, instead of a traceback."""
+    try:
+        return module_class(argument_spec=argument_spec, **kwargs)
+    except (OverflowError, ArithmeticError, ValueError, TypeError) as exc:
+        problem = exc
+    # Read the arguments again without type conversion (secrets still masked), to say which one is wrong.
+    raw_spec = dict((name, dict(type='raw', no_log=bool(spec.get('no_log')), aliases=spec.get('aliases') or []))
+                    for name, spec in argument_spec.items())
+    module = module_class(argument_spec=raw_spec, supports_check_mode=True)
+    culprit = None
+    for name, spec in argument_spec.items():
+        value = module.params.get(name)
+        if value is None or spec.get('type') not in ('int', 'float'):
+            continue
+        try:
+            number = float(value)
+            if spec.get('type') == 'int':
+                int(number)
+        except (OverflowError, ValueError, TypeError):
+            culprit = name
+            break
+    if culprit:
+        module.fail_json(msg='%s: %s is out of range or not a number' % (culprit, _shown(module.params[culprit])))
+    module.fail_json(msg='an option has a value that cannot be read (%s)' % problem)
+    return None
+
+
+def _shown(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + '...'
+
+
 def duration_param(module, name, value=_UNSET, minimum=None, maximum=None, resolution=None, allow_empty=True,
                    required=False):
     """Read the duration option ``name`` (or ``value``) in seconds, or fail the module with one message.

@@ -209,6 +209,7 @@ from ansible.module_utils.urls import open_url
 from ansible_collections.incident.response.plugins.module_utils._common import (
     diagnosis_result,
     duration_param,
+    new_module,
     redact,
     regex_param,
     worst_status,
@@ -292,7 +293,8 @@ def judge(endpoint, p):
 
 
 def main():
-    module = AnsibleModule(
+    module = new_module(
+        AnsibleModule,
         argument_spec=dict(
             urls=dict(type='list', elements='str', required=True, aliases=['url']),
             count=dict(type='int', default=3),

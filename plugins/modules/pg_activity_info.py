@@ -247,6 +247,7 @@ from ansible_collections.incident.response.plugins.module_utils._common import (
     diagnosis_result,
     duration_param,
     format_duration,
+    new_module,
     plural,
 )
 from ansible_collections.incident.response.plugins.module_utils._postgres import (
@@ -360,7 +361,7 @@ def main():
         query_excerpt_length=dict(type='int', default=200),
         unreachable=dict(type='str', default='fail', choices=['fail', 'unknown']),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
 
     thresholds = dict(

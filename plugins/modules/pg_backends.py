@@ -222,6 +222,7 @@ from ansible_collections.incident.response.plugins.module_utils._common import (
     duration_param,
     format_duration,
     make_action,
+    new_module,
     plural,
     regex_param,
     remediation_result,
@@ -318,7 +319,7 @@ def main():
                                              'pg_recvlogical', 'postgres_exporter']),
         query_excerpt_length=dict(type='int', default=200),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     validate_wait_args(module)
     if p['max_backends'] < 1:

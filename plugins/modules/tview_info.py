@@ -250,7 +250,11 @@ executed_queries:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import diagnosis_result, duration_param
+from ansible_collections.incident.response.plugins.module_utils._common import (
+    diagnosis_result,
+    duration_param,
+    new_module,
+)
 from ansible_collections.incident.response.plugins.module_utils._postgres import (
     MAX_PG_TIMEOUT,
     PgClient,
@@ -369,7 +373,7 @@ SELECT (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE state = 'active')
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     thresholds, timeout_ms = validate(module)
 

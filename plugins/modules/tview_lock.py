@@ -119,7 +119,12 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import duration_param, make_action, remediation_result
+from ansible_collections.incident.response.plugins.module_utils._common import (
+    duration_param,
+    make_action,
+    new_module,
+    remediation_result,
+)
 from ansible_collections.incident.response.plugins.module_utils._postgres import (
     PgClient,
     connection_settings,
@@ -265,7 +270,7 @@ def main():
         max_hold=dict(type='raw', default='2h'),
         watch_pid=dict(type='int'),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=spec, supports_check_mode=True)
     p = module.params
     max_hold = duration_param(module, 'max_hold')
     if not max_hold:

@@ -159,7 +159,12 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import make_action, plural, remediation_result
+from ansible_collections.incident.response.plugins.module_utils._common import (
+    make_action,
+    new_module,
+    plural,
+    remediation_result,
+)
 from ansible_collections.incident.response.plugins.module_utils._postgres import PgClient, postgres_common_argument_spec
 from ansible_collections.incident.response.plugins.module_utils._tviews import (
     ARCHIVE_TABLE,
@@ -313,7 +318,7 @@ WHERE attrelid = pg_catalog.to_regclass('pg_tviews_queue') AND attnum > 0 AND NO
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     problem = argument_problem(p)
     if problem:

@@ -146,7 +146,12 @@ executed_queries:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import make_action, plural, remediation_result
+from ansible_collections.incident.response.plugins.module_utils._common import (
+    make_action,
+    new_module,
+    plural,
+    remediation_result,
+)
 from ansible_collections.incident.response.plugins.module_utils._postgres import PgClient, postgres_common_argument_spec
 from ansible_collections.incident.response.plugins.module_utils._tviews import (
     CONTRACT_CHOICES,
@@ -357,7 +362,7 @@ def extension(module, client):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec(), supports_check_mode=True)
     problem = selection_problem(module.params)
     if problem:
         module.fail_json(msg=problem)
