@@ -468,8 +468,7 @@ class Runner(object):
                 existing = stored
         if existing is not None:
             how = 'id' if p.get('incident_id') else 'alert fingerprint %s' % record['alert']['fingerprint']
-            self.result['joined'] = True
-            self.result['actions'].append(make_action('join', existing['id'], dict(by=how), done=True))
+            self.result['joined'] = True  # joining writes nothing: no action, changed stays false
             return self._finish(existing, existing, '%s: joined (same %s), status %s'
                                 % (existing['id'], how, existing.get('status')))
         opened = dict(type='opened', actor=self.actor, title=record.get('title'), severity=record.get('severity'),
@@ -553,7 +552,6 @@ class Runner(object):
             event['message'] = p['text']
         event = self._redacted(event)
         if event['key'] and self.store.has_event(record['id'], event['key']):
-            self.result['actions'].append(make_action('event', record['id'], dict(key=event['key']), done=False))
             return self._finish(record, record, '%s: the event is already in the timeline (key %s)'
                                 % (record['id'], event['key']))
         self.result['changed'] = True

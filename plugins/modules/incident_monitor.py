@@ -168,11 +168,11 @@ run_id:
   description: The monitoring run.
   returned: success
   type: str
-status:
+incident_status:
   description: The incident's status after this step (or that it would have, in check mode).
   returned: success
   type: str
-status_before:
+incident_status_before:
   description: The incident's status before this step.
   returned: success
   type: str
@@ -342,7 +342,7 @@ class Monitor(object):
             p['run_id'] = 'monitor-%s' % stamp
         inc.validate_incident_id(p['run_id'])
         status = record.get('status')
-        self.result.update(run_id=p['run_id'], status_before=status, status=status, system=record.get('system'),
+        self.result.update(run_id=p['run_id'], incident_status_before=status, incident_status=status, system=record.get('system'),
                            window_seconds=window, interval_seconds=interval,
                            rounds=int(math.floor(window / interval)) + 1,
                            deadline=inc.utc_now().timestamp() + window, active=False, outcome='skipped')
@@ -357,7 +357,7 @@ class Monitor(object):
                 return self.result
             record = self.set_status(record, 'monitoring', 'monitoring period started: %s every %s (%s)' % (
                 format_duration(window), format_duration(interval), ', '.join(names)))
-            self.result['status'] = 'monitoring'
+            self.result['incident_status'] = 'monitoring'
         self.result.update(active=True, outcome='monitoring')
         self.result['summary'] = '%s: %smonitoring for %s, a round of %d checks every %s (at most %d rounds)' % (
             record['id'], 'would start ' if self.check and status != 'monitoring' else '', format_duration(window),
@@ -367,7 +367,7 @@ class Monitor(object):
     # -- record ------------------------------------------------------------------------------------------
     def record_round(self):
         record = self.record()
-        self.result.update(run_id=self.p['run_id'], status_before=record.get('status'), status=record.get('status'),
+        self.result.update(run_id=self.p['run_id'], incident_status_before=record.get('status'), incident_status=record.get('status'),
                            system=record.get('system'))
         failed = []
         for item in self.p['results']:
@@ -413,7 +413,7 @@ class Monitor(object):
         record = self.record()
         status = record.get('status')
         failed = list(self.p['failed_checks'])
-        self.result.update(run_id=self.p['run_id'], status_before=status, status=status, system=record.get('system'),
+        self.result.update(run_id=self.p['run_id'], incident_status_before=status, incident_status=status, system=record.get('system'),
                            regression=bool(failed), escalation=None)
         decided = self.store.has_event(record['id'], '%s:decision' % self.key_prefix())
         if decided:
@@ -438,7 +438,7 @@ class Monitor(object):
                                                % (', '.join(failed), target),
                                                key='%s:escalation' % self.key_prefix()))
                 self.result['escalation'] = dict(level=level, to=target)
-            self.result.update(status='mitigating', outcome='mitigating')
+            self.result.update(incident_status='mitigating', outcome='mitigating')
             self.result['summary'] = '%s: %sback to mitigating, %s failed during monitoring%s' % (
                 record['id'], 'would go ' if self.check else '', ', '.join(failed),
                 ('; escalation level %d (%s)' % (level, self.result['escalation']['to']))
@@ -446,7 +446,7 @@ class Monitor(object):
         elif self.p['checks_run'] > 0:
             record = self.set_status(record, 'resolved', 'every check passed during the monitoring period (%d checks)'
                                      % self.p['checks_run'])
-            self.result.update(status='resolved', outcome='resolved')
+            self.result.update(incident_status='resolved', outcome='resolved')
             self.result['summary'] = '%s: %sresolved, %d checks passed during monitoring' % (
                 record['id'], 'would be ' if self.check else '', self.p['checks_run'])
         else:

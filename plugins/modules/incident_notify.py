@@ -546,6 +546,9 @@ def run(module):
                                         [r['key'] for r in results if r.get('state') == 'would_send'])
 
         changed = bool(written or progress or [r for r in results if r.get('state') == 'would_send'])
+        if 'updates_sent' in progress:
+            actions.append(make_action('record_update_number', incident_id,
+                                       dict(updates_sent=progress['updates_sent']), done=not module.check_mode))
         if not module.check_mode:
             if progress:
                 store.update(incident_id, progress)

@@ -12,6 +12,7 @@ are expected to fail the shape check until that work lands.
 import glob
 import http.server
 import os
+import tempfile
 import threading
 
 import psycopg2
@@ -24,6 +25,13 @@ from ansible_collections.incident.response.plugins.module_utils._common import A
 from ansible_collections.incident.response.plugins.modules import (
     deployment_rollback,
     http_check,
+    incident,
+    incident_info,
+    incident_metrics_info,
+    incident_monitor,
+    incident_notify,
+    incident_review,
+    incident_timers_info,
     pg_activity_info,
     pg_backends,
     service_info,
@@ -37,12 +45,17 @@ from ansible_collections.incident.response.plugins.modules import (
 )
 
 MODULES_DIR = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'plugins', 'modules')
-DIAGNOSES = {'pg_activity_info', 'tview_info', 'http_check', 'service_info'}
+DIAGNOSES = {'pg_activity_info', 'tview_info', 'http_check', 'service_info', 'incident_info', 'incident_metrics_info',
+             'incident_timers_info'}
 REMEDIATIONS = {'pg_backends', 'tview_state', 'tview_queue', 'tview_lock', 'service_scale', 'service_pause',
-                'service_restart', 'deployment_rollback'}
+                'service_restart', 'deployment_rollback', 'incident', 'incident_notify', 'incident_review',
+                'incident_monitor'}
+INCIDENT_MODULES = {'incident', 'incident_info', 'incident_metrics_info', 'incident_timers_info', 'incident_notify',
+                    'incident_review', 'incident_monitor'}
 SERVICE_MODULES = {'service_info', 'service_scale', 'service_pause', 'service_restart', 'deployment_rollback'}
 MODULES = dict((m.__name__.rsplit('.', 1)[-1], m) for m in (
-    deployment_rollback, http_check, pg_activity_info, pg_backends, service_info, service_pause, service_restart,
+    deployment_rollback, http_check, incident, incident_info, incident_metrics_info, incident_monitor, incident_notify,
+    incident_review, incident_timers_info, pg_activity_info, pg_backends, service_info, service_pause, service_restart,
     service_scale, tview_info, tview_lock, tview_queue, tview_state))
 VICTIM = 'ir-shape-victim'
 
@@ -126,7 +139,33 @@ def plain(**args):
 
 
 ABSENT = dict(platform='compose', project='ir-shape-test-absent')
+# The incident modules on a files store of their own (a real directory, removed with the test run's tmp).
+STORE = dict(store='files', store_path=os.path.join(tempfile.mkdtemp(prefix='ir-shape-store-'), 'incidents'))
+SHAPE_ID = 'INC-SHAPE-001'
+
+
+def store(**args):
+    return lambda postgres, base: dict(STORE, **args)
+
+
 CASES = [
+    ('incident', 'open-check-diff', store(incident_id=SHAPE_ID, title='shape', severity='SEV3'), True, True),
+    ('incident', 'open', store(incident_id=SHAPE_ID, title='shape', severity='SEV3'), False, False),
+    ('incident', 'join-diff', store(incident_id=SHAPE_ID, title='shape', severity='SEV3'), False, True),
+    ('incident', 'event', store(state='event', incident_id=SHAPE_ID, text='bridge opened'), False, False),
+    ('incident', 'update-diff', store(state='update', incident_id=SHAPE_ID, status='monitoring'), False, True),
+    ('incident_info', 'one', store(incident_id=SHAPE_ID), False, False),
+    ('incident_info', 'list', store(open=True), False, False),
+    ('incident_metrics_info', 'default', store(), False, False),
+    ('incident_timers_info', 'one', store(incident_id=SHAPE_ID), False, False),
+    ('incident_notify', 'no-channel-check', store(incident_id=SHAPE_ID, template='update', update_number=1), True,
+     False),
+    ('incident_review', 'check-diff', store(incident_id=SHAPE_ID), True, True),
+    ('incident_review', 'write', store(incident_id=SHAPE_ID), False, False),
+    ('incident_review', 'again', store(incident_id=SHAPE_ID), False, False),
+    ('incident_monitor', 'start-check', store(
+        incident_id=SHAPE_ID, window='6s', interval='2s',
+        checks=[dict(name='api', module='http_check', args=dict(url='http://127.0.0.1:1/'))]), True, False),
     ('pg_activity_info', 'ok', pg(), False, False),
     ('pg_activity_info', 'warning', pg(idle_in_transaction_age=0), False, False),
     ('pg_activity_info', 'unreachable-unknown', plain(login_host='127.0.0.1', login_port=1, unreachable='unknown'),
@@ -190,7 +229,7 @@ def assert_remediation(result, check, diff):
         if check:
             assert entry['done'] is False, 'nothing is done in check mode: %r' % entry
     if diff and result['changed']:
-        assert set(result['diff']) == {'before', 'after'}
+        assert {'before', 'after'} <= set(result['diff']) <= {'before', 'after', 'before_header', 'after_header'}
     if not diff:
         assert 'diff' not in result, 'diff only with --diff'
     assert 'status' not in result or result['status'] in STATUS_ORDER
