@@ -34,7 +34,7 @@ import traceback
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.incident.response.plugins.module_utils._common import BackendError, redact
+from ansible_collections.incident.response.plugins.module_utils._common import BackendError, parse_time, redact
 
 DOCKER_IMPORT_ERROR = None
 try:
@@ -68,25 +68,6 @@ def compose_argument_spec():
         timeout=dict(type='int', default=60),
         history_file=dict(type='path'),
     )
-
-
-def parse_time(value):
-    """Docker's RFC 3339 timestamps (nanoseconds, Z) -> aware datetime, or None."""
-    if not value or value.startswith('0001-01-01'):
-        return None
-    match = re.match(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$', value)
-    if not match:
-        return None
-    base = datetime.datetime.strptime(match.group(1), '%Y-%m-%dT%H:%M:%S')
-    if match.group(2):
-        base = base.replace(microsecond=int((match.group(2)[1:] + '000000')[:6]))
-    tz = match.group(3) or 'Z'
-    if tz == 'Z':
-        offset = datetime.timedelta(0)
-    else:
-        sign = 1 if tz[0] == '+' else -1
-        offset = sign * datetime.timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
-    return base.replace(tzinfo=datetime.timezone(offset))
 
 
 def instance_view(attrs, now=None):

@@ -38,7 +38,12 @@ import traceback
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.incident.response.plugins.module_utils._common import BackendError, parse_duration, redact
+from ansible_collections.incident.response.plugins.module_utils._common import (
+    BackendError,
+    parse_duration,
+    parse_time,
+    redact,
+)
 
 KUBERNETES_IMPORT_ERROR = None
 try:
@@ -102,24 +107,6 @@ def rfc3339(moment=None):
     """Kubernetes timestamps: 2026-11-25T09:40:00Z (microseconds kept, so two restarts in one second differ)."""
     moment = moment or now_utc()
     return moment.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
-
-
-def parse_time(value):
-    """RFC 3339 timestamps of the API (with or without fraction) -> aware datetime, or None."""
-    if not value:
-        return None
-    match = re.match(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$', str(value))
-    if not match:
-        return None
-    base = datetime.datetime.strptime(match.group(1), '%Y-%m-%dT%H:%M:%S')
-    if match.group(2):
-        base = base.replace(microsecond=int((match.group(2)[1:] + '000000')[:6]))
-    tz = match.group(3)
-    offset = datetime.timedelta(0)
-    if tz and tz != 'Z':
-        sign = 1 if tz[0] == '+' else -1
-        offset = sign * datetime.timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
-    return base.replace(tzinfo=datetime.timezone(offset))
 
 
 def selector_string(selector):
