@@ -10,7 +10,9 @@ Private to the collection: the API may change without notice.
 What lives here:
 - durations (``30m``, ``1h30m``, ``90``) parsed once, the same way everywhere;
 - timestamps of the platforms (RFC 3339 of Docker and Kubernetes) parsed once;
-- the one result shape (``status``/``reasons`` for diagnoses, ``actions``/``summary`` for remediations);
+- the one result shape (``status``/``reasons`` for diagnoses, ``actions``/``summary`` for remediations),
+  built by diagnosis_result() and remediation_result();
+- the argument helpers duration_param() and regex_param(): one message, never a traceback;
 - the waiter behind every ``wait``/``wait_timeout``/``wait_sleep`` option;
 - redaction of secrets before anything reaches a result.
 """
@@ -20,10 +22,20 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import math
 import re
+import signal
+import threading
 import time
 
-STATUS_ORDER = ('ok', 'warning', 'critical')
+# The statuses a diagnosis may report. ``unknown``: the diagnosis could not reach its target
+# (the reason says why), reported instead of failing, as community.postgresql's postgresql_ping does.
+STATUS_ORDER = ('ok', 'warning', 'critical', 'unknown')
+# Severity, for worst_status(): a known critical outranks an unknown, an unknown outranks a warning.
+_SEVERITY = ('ok', 'warning', 'unknown', 'critical')
+
+# No duration option of the collection means more than ten years; above it is a typo (or 1e400).
+MAX_DURATION = 10 * 366 * 86400.0
 
 _DURATION_PART = re.compile(r'(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)', re.IGNORECASE)
 _DURATION_FULL = re.compile(r'^\s*(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)\s*)+$', re.IGNORECASE)
@@ -61,23 +73,32 @@ def parse_duration(value, name='duration'):
     """
     if value is None or value == '':
         return None
-    if isinstance(value, bool):
-        raise DurationError('%s: expected a duration such as 30m or 90s, got %r' % (name, value))
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        text = str(value).strip()
-        if text.startswith('-'):
-            raise DurationError('%s: must not be negative, got %r' % (name, value))
-        try:
-            seconds = float(text)
-        except ValueError:
-            if not _DURATION_FULL.match(text):
-                raise DurationError(
-                    '%s: %r is not a duration; use seconds (90) or units ms, s, m, h, d, w (30m, 1h30m)' % (name, value))
-            seconds = sum(float(num) * _UNIT_SECONDS[unit.lower()] for num, unit in _DURATION_PART.findall(text))
+    shown = value if len(repr(value)) <= 60 else '%s...' % repr(value)[:57]
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise DurationError('%s: expected a duration such as 30m or 90s, got %r' % (name, shown))
+    try:
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+        else:
+            text = value.strip()
+            if text.startswith('-'):
+                raise DurationError('%s: must not be negative, got %r' % (name, shown))
+            try:
+                seconds = float(text)
+            except ValueError:
+                if len(text) > 200 or not _DURATION_FULL.match(text):
+                    raise DurationError(
+                        '%s: %r is not a duration; use seconds (90) or units ms, s, m, h, d, w (30m, 1h30m)'
+                        % (name, shown))
+                seconds = sum(float(num) * _UNIT_SECONDS[unit.lower()] for num, unit in _DURATION_PART.findall(text))
+    except OverflowError:
+        seconds = float('inf')
+    if math.isnan(seconds):
+        raise DurationError('%s: %r is not a duration (not a number)' % (name, shown))
     if seconds < 0:
-        raise DurationError('%s: must not be negative, got %r' % (name, value))
+        raise DurationError('%s: must not be negative, got %r' % (name, shown))
+    if seconds > MAX_DURATION:
+        raise DurationError('%s: %r is longer than the maximum of %s' % (name, shown, format_duration(MAX_DURATION)))
     return seconds
 
 
@@ -134,10 +155,10 @@ def plural(count, noun, nouns=None):
 
 
 def worst_status(statuses):
-    """The most severe of ``ok``/``warning``/``critical`` (``ok`` for none)."""
+    """The most severe of the statuses (``ok`` for none): critical > unknown > warning > ok."""
     worst = 'ok'
     for status in statuses:
-        if status in STATUS_ORDER and STATUS_ORDER.index(status) > STATUS_ORDER.index(worst):
+        if status in _SEVERITY and _SEVERITY.index(status) > _SEVERITY.index(worst):
             worst = status
     return worst
 
@@ -171,6 +192,193 @@ def make_action(action, target, detail=None, done=False, error=None):
     if error:
         entry['error'] = error
     return entry
+
+
+ACTION_KEYS = ('action', 'target', 'detail', 'done')
+
+
+def diagnosis_result(status, reasons, **facts):
+    """The result of a diagnosis (``*_info`` modules, ``http_check``): ``status`` + ``reasons`` + facts.
+
+    ``status`` is one of STATUS_ORDER; ``unknown`` when the target could not be reached (say why in
+    ``reasons``): a diagnosis reports, it does not fail. ``changed`` is always false.
+    """
+    if status not in STATUS_ORDER:
+        raise ValueError('diagnosis status %r is not one of %s' % (status, ', '.join(STATUS_ORDER)))
+    result = dict(facts)
+    result.update(changed=False, status=status, reasons=list(reasons or []))
+    return result
+
+
+def remediation_result(changed, actions, summary, diff=None, check_mode=False, want_diff=False, **facts):
+    """The result of a remediation: ``changed``, ``actions`` (make_action entries), ``summary`` + facts.
+
+    ``diff`` (``before``/``after``) is returned only when the user asked for it (``--diff``:
+    ``module._diff``), the one rule across modules. In check mode no action may be ``done``.
+    """
+    actions = list(actions or [])
+    for entry in actions:
+        if not isinstance(entry, dict) or any(key not in entry for key in ACTION_KEYS):
+            raise ValueError('action %r is not a make_action() entry' % (entry,))
+        if check_mode and entry['done']:
+            raise ValueError('action %r is marked done in check mode' % (entry,))
+    result = dict(facts)
+    result.update(changed=bool(changed), actions=actions, summary=summary)
+    result.pop('diff', None)
+    if want_diff and diff is not None:
+        result['diff'] = diff
+    return result
+
+
+_UNSET = object()
+
+
+def duration_param(module, name, value=_UNSET, minimum=None, maximum=None, resolution=None, allow_empty=True):
+    """Read the duration option ``name`` (or ``value``) in seconds, or fail the module with one message.
+
+    ``None`` (not given) is returned as None. ``''`` too, unless ``allow_empty=False`` (an empty value
+    must not silently drop a filter). Refused: garbage, negatives, inf/nan, values beyond the float range
+    or above ``maximum`` (default MAX_DURATION), below ``minimum``, and, with ``resolution`` (seconds, e.g.
+    0.001 for a timeout set in milliseconds), a positive value that would round to 0 and so turn a
+    timeout off (``0.4ms``).
+    """
+    if value is _UNSET:
+        value = module.params.get(name)
+    if isinstance(value, str) and not value.strip() and not allow_empty:
+        module.fail_json(msg='%s must not be empty: omit it, or give a duration such as 30s or 5m' % name)
+    try:
+        seconds = parse_duration(value, name)
+    except DurationError as exc:
+        module.fail_json(msg=str(exc))
+    if seconds is None:
+        return None
+    if maximum is not None and seconds > maximum:
+        module.fail_json(msg='%s: %r is above the maximum of %s' % (name, value, format_duration(maximum)))
+    if minimum is not None and seconds < minimum:
+        module.fail_json(msg='%s: %r is below the minimum of %s' % (name, value, _short_duration(minimum)))
+    if resolution and 0 < seconds and round(seconds / resolution) == 0:
+        module.fail_json(msg='%s: %r is below the resolution of %s: it would round to 0, which turns it off'
+                         % (name, value, _short_duration(resolution)))
+    return seconds
+
+
+def _short_duration(seconds):
+    if seconds < 1:
+        return '%gms' % (seconds * 1000)
+    return format_duration(seconds)
+
+
+class RegexTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise RegexTimeout()
+
+
+# Regular expression opcodes, to refuse nested unbounded quantifiers such as (a+)+ or (a*b?)*.
+_REPEATS = ()
+try:
+    from re import _constants as _sre_constants  # Python 3.11+
+    from re import _parser as _sre_parser
+except ImportError:  # pragma: no cover - older Pythons
+    _sre_constants = _sre_parser = None
+if _sre_constants is not None:
+    _REPEATS = tuple(getattr(_sre_constants, name) for name in ('MAX_REPEAT', 'MIN_REPEAT')
+                     if hasattr(_sre_constants, name))
+
+
+def _nested_quantifier(parsed, inside_repeat=False):
+    """True when a variable-length repeat sits inside an unbounded repeat (star height > 1)."""
+    for op, av in parsed:
+        if op in _REPEATS:
+            low, high, sub = av
+            unbounded = high == _sre_constants.MAXREPEAT or high > 1000
+            if inside_repeat and low != high:
+                return True
+            if _nested_quantifier(sub, inside_repeat or unbounded):
+                return True
+            continue
+        children = []
+        if isinstance(av, (list, tuple)):
+            for item in av:
+                if isinstance(item, _sre_parser.SubPattern):
+                    children.append(item)
+                elif isinstance(item, (list, tuple)):
+                    children.extend(x for x in item if isinstance(x, _sre_parser.SubPattern))
+        elif isinstance(av, _sre_parser.SubPattern):
+            children.append(av)
+        for child in children:
+            if _nested_quantifier(child, inside_repeat):
+                return True
+    return False
+
+
+class BoundedRegex(object):
+    """A compiled pattern whose searches are bounded: input cut to ``max_input`` characters and, in the
+    main thread, ``timeout`` seconds per search (the module fails with one message past it)."""
+
+    def __init__(self, module, name, pattern, max_input, timeout):
+        self.module = module
+        self.name = name
+        self.regex = pattern
+        self.pattern = pattern.pattern
+        self.max_input = max_input
+        self.timeout = timeout
+
+    def _bounded(self, method, text):
+        if text is None:
+            return None
+        text = text[:self.max_input]
+        timed = (self.timeout and threading.current_thread() is threading.main_thread()
+                 and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
+        if not timed:
+            return method(text)
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, self.timeout)
+            try:
+                return method(text)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except RegexTimeout:
+            self.module.fail_json(msg='%s: %r took more than %gs to match one input: simplify the pattern'
+                                  % (self.name, self.pattern, self.timeout))
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+
+    def search(self, text):
+        return self._bounded(self.regex.search, text)
+
+    def match(self, text):
+        return self._bounded(self.regex.match, text)
+
+
+def regex_param(module, name, value=_UNSET, allow_empty=False, flags=0, max_input=65536, timeout=1.0):
+    """Compile the regular expression option ``name`` (or ``value``), or fail the module with one message.
+
+    Returns None when not given, else a BoundedRegex. Refused: an invalid pattern, an empty one unless
+    ``allow_empty`` (it matches everything), and nested unbounded quantifiers such as ``(a+)+$`` whose
+    matching time is exponential. Searches are bounded in input length and time (see BoundedRegex).
+    """
+    if value is _UNSET:
+        value = module.params.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        module.fail_json(msg='%s: expected a regular expression (a string), got %r' % (name, value))
+    shown = value if len(value) <= 80 else value[:77] + '...'
+    if value == '' and not allow_empty:
+        module.fail_json(msg='%s must not be empty: an empty pattern matches everything' % name)
+    try:
+        compiled = re.compile(value, flags)
+        nested = _sre_parser is not None and _nested_quantifier(_sre_parser.parse(value, flags))
+    except (re.error, OverflowError, RecursionError, ValueError, TypeError) as exc:
+        module.fail_json(msg='%s: %r is not a valid regular expression: %s' % (name, shown, exc))
+    if nested:
+        module.fail_json(msg='%s: %r nests a repeat inside a repeat (such as (a+)+), which can take exponential '
+                         'time to match: write it without the nesting' % (name, shown))
+    return BoundedRegex(module, name, compiled, max_input, timeout)
 
 
 def wait_until(predicate, timeout, sleep):

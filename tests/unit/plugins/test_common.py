@@ -4,14 +4,20 @@ import time
 import pytest
 
 from ansible_collections.incident.response.plugins.module_utils._common import (
+    STATUS_ORDER,
     DurationError,
     StatusBuilder,
+    diagnosis_result,
+    duration_param,
     excerpt,
     format_duration,
+    make_action,
     parse_duration,
     parse_time,
     plural,
     redact,
+    regex_param,
+    remediation_result,
     wait_until,
     worst_status,
 )
@@ -148,3 +154,119 @@ def test_parse_time_of_both_platforms(value, expected):
                                    '2026-01-02T03:00:05+99:00', 12])
 def test_parse_time_unknown_is_none_never_an_exception(value):
     assert parse_time(value) is None
+
+
+# --- result builders and argument helpers (issue 7) -------------------------------------------
+
+class _Fail(Exception):
+    pass
+
+
+class _FakeModule(object):
+    """The two things the argument helpers use of an AnsibleModule: params and fail_json."""
+
+    def __init__(self, **params):
+        self.params = params
+
+    def fail_json(self, **kwargs):
+        raise _Fail(kwargs['msg'])
+
+
+@pytest.mark.parametrize('value', [float('inf'), float('nan'), 'inf', 'nan', '1e400', 10 ** 400, '9' * 400 + 's',
+                                   '1e308w', '20000d'])
+def test_parse_duration_refuses_non_finite_and_huge_values(value):
+    with pytest.raises(DurationError, match='max_hold'):
+        parse_duration(value, 'max_hold')
+
+
+def test_status_order_has_unknown_and_worst_status_ranks_it_below_critical():
+    assert STATUS_ORDER == ('ok', 'warning', 'critical', 'unknown')
+    assert worst_status(['ok', 'unknown', 'warning']) == 'unknown'
+    assert worst_status(['unknown', 'critical']) == 'critical'
+
+
+def test_diagnosis_result_shape():
+    result = diagnosis_result('warning', ('one reason',), backends=[], summary='s')
+    assert result == dict(changed=False, status='warning', reasons=['one reason'], backends=[], summary='s')
+    assert diagnosis_result('unknown', ['could not connect'])['status'] == 'unknown'
+    with pytest.raises(ValueError):
+        diagnosis_result('down', [])
+
+
+def test_remediation_result_shape_and_the_diff_rule():
+    actions = [make_action('cancel', 'pid 1', {'query': 'x'}, done=True)]
+    result = remediation_result(True, actions, '1 cancelled', diff={'before': 1, 'after': 2}, count=1)
+    assert result == dict(changed=True, actions=actions, summary='1 cancelled', count=1)
+    with_diff = remediation_result(True, actions, 's', diff={'before': 1, 'after': 2}, want_diff=True)
+    assert with_diff['diff'] == {'before': 1, 'after': 2}
+    assert 'diff' not in remediation_result(False, [], 'nothing', diff=None, want_diff=True)
+    with pytest.raises(ValueError, match='check mode'):
+        remediation_result(True, actions, 's', check_mode=True)
+    with pytest.raises(ValueError, match='make_action'):
+        remediation_result(True, [{'action': 'x'}], 's')
+
+
+@pytest.mark.parametrize('value, kwargs, seconds', [
+    ('30s', {}, 30.0),
+    (None, {}, None),
+    ('', {}, None),
+    ('1.4ms', {'resolution': 0.001}, 0.0014),
+    ('0', {'resolution': 0.001}, 0.0),
+    ('24d', {'maximum': 2147483.647}, 24 * 86400.0),
+])
+def test_duration_param_accepts(value, kwargs, seconds):
+    assert duration_param(_FakeModule(t=value), 't', **kwargs) == seconds
+
+
+@pytest.mark.parametrize('value, kwargs, message', [
+    ('', {'allow_empty': False}, 'min_state_age must not be empty'),
+    ('  ', {'allow_empty': False}, 'min_state_age must not be empty'),
+    ('inf', {}, 'longer than the maximum'),
+    (float('nan'), {}, 'not a number'),
+    (10 ** 400, {}, 'longer than the maximum'),
+    ('0.4ms', {'resolution': 0.001}, 'below the resolution of 1ms'),
+    ('25d', {'maximum': 2147483.647}, 'above the maximum'),
+    ('0.5', {'minimum': 1}, 'below the minimum'),
+    ('soon', {}, 'is not a duration'),
+    ([1], {}, 'expected a duration'),
+])
+def test_duration_param_fails_with_one_message(value, kwargs, message):
+    with pytest.raises(_Fail, match=message) as info:
+        duration_param(_FakeModule(min_state_age=value), 'min_state_age', **kwargs)
+    assert 'min_state_age' in str(info.value)
+
+
+def test_regex_param_compiles_and_bounds():
+    module = _FakeModule(query_pattern='pg_tviews_refresh')
+    pattern = regex_param(module, 'query_pattern')
+    assert pattern.search('SELECT pg_tviews_refresh(1)') and not pattern.search('SELECT 1')
+    assert pattern.search(None) is None
+    assert regex_param(_FakeModule(p=None), 'p') is None
+    assert regex_param(_FakeModule(p=''), 'p', allow_empty=True).search('x')
+    cut = regex_param(_FakeModule(p='b$'), 'p', max_input=10)
+    assert not cut.search('a' * 20 + 'b')
+
+
+@pytest.mark.parametrize('value, message', [
+    ('', 'must not be empty: an empty pattern matches everything'),
+    ('(unclosed', 'not a valid regular expression'),
+    ('(a+)+$', 'nests a repeat inside a repeat'),
+    ('(a*)*b', 'nests a repeat inside a repeat'),
+    ('(x|(a+))+$', 'nests a repeat inside a repeat'),
+    ('(' * 2000 + ')' * 2000, 'not a valid regular expression|nests'),
+    (5, 'expected a regular expression'),
+])
+def test_regex_param_refuses(value, message):
+    with pytest.raises(_Fail, match=message) as info:
+        regex_param(_FakeModule(body_pattern=value), 'body_pattern')
+    assert 'body_pattern' in str(info.value)
+
+
+def test_regex_param_bounds_the_time_of_a_slow_match():
+    # Not nested, yet slow (polynomial): the time bound turns it into one message.
+    module = _FakeModule(p=None)
+    slow = regex_param(module, 'p', value='a*a*a*a*a*a*a*a*b', timeout=0.2, max_input=10 ** 6)
+    start = time.monotonic()
+    with pytest.raises(_Fail, match='took more than 0.2s'):
+        slow.search('a' * 2000)
+    assert time.monotonic() - start < 30
