@@ -35,6 +35,7 @@ from ansible.module_utils.basic import env_fallback, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.incident.response.plugins.module_utils._common import BackendError, parse_time, redact
+from ansible_collections.incident.response.plugins.module_utils._services import ServiceBackend, compile_pattern
 
 DOCKER_IMPORT_ERROR = None
 try:
@@ -142,14 +143,18 @@ def find_compose_command():
     return None
 
 
-class ComposeBackend(object):
+class ComposeBackend(ServiceBackend):
+    """The backend interface (see _services.py) on the containers of one Compose project."""
+
     platform = 'compose'
+    argument_spec = staticmethod(compose_argument_spec)
+    history_hint = ' (record each deploy with state=recorded; see the module documentation)'
 
     def __init__(self, module):
+        super(ComposeBackend, self).__init__(module)
         if not HAS_DOCKER:
             module.fail_json(msg=missing_required_lib('docker (the Docker SDK for Python, on the managed node)'),
                              exception=DOCKER_IMPORT_ERROR)
-        self.module = module
         params = module.params
         self.project = params.get('project')
         if not self.project:
@@ -296,9 +301,6 @@ class ComposeBackend(object):
             instances=instances,
         )
 
-    def services(self, names=None):
-        return [self.service(name) for name in (names or self.service_names())]
-
     def scale(self, name, replicas):
         self._require(name)
         if replicas < 0:
@@ -334,9 +336,10 @@ class ComposeBackend(object):
             if container.status == 'paused':
                 self._api('unpausing container %s of service %s' % (container.name, name), container.unpause)
 
-    def is_paused(self, name):
-        containers = [c for c in self._require(name) if c.status in ('running', 'paused')]
-        return bool(containers) and all(c.status == 'paused' for c in containers)
+    def pause_state(self, service):
+        live = [i for i in service['instances'] if i['state'] in ('running', 'paused')]
+        return dict(paused=bool(live) and all(i['state'] == 'paused' for i in live),
+                    partly=bool(service.get('paused_replicas')))
 
     # ---------------------------------------------------------------- deploy history
     def history_path(self):
@@ -440,7 +443,7 @@ class ComposeBackend(object):
 
     # ---------------------------------------------------------------- logs and stats
     def logs(self, name, since=None, pattern=None, lines=200):
-        regex = re.compile(pattern) if pattern else None
+        regex = compile_pattern(pattern)
         found = []
         kwargs = dict(stdout=True, stderr=True, tail=lines)
         if since is not None:

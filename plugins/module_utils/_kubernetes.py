@@ -30,7 +30,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import math
-import re
 
 from ansible_collections.incident.response.plugins.module_utils._common import BackendError, parse_duration, redact
 from ansible_collections.incident.response.plugins.module_utils._k8s_client import (
@@ -56,21 +55,25 @@ from ansible_collections.incident.response.plugins.module_utils._k8s_views impor
     selector_string,
     template_without_hash,
 )
+from ansible_collections.incident.response.plugins.module_utils._services import ServiceBackend, compile_pattern
 
 STATS_NOTE = ('CPU and memory use are not read on Kubernetes: the backend uses no metrics API '
               '(use kubectl top with a metrics server)')
 
 
-class KubernetesBackend(object):
+class KubernetesBackend(ServiceBackend):
     """The backend interface (see _services.py) on apps/v1 Deployments, their ReplicaSets and pods."""
 
     platform = 'kubernetes'
     argument_spec = staticmethod(kubernetes_argument_spec)
+    # Restarting a whole Deployment is kubectl rollout restart: one rollout, not a restart per pod.
+    rollout_restart = True
+    records_deploys = False
+    record_refusal = 'state=recorded is for platform=compose; Kubernetes keeps its own revisions'
 
     def __init__(self, module):
+        super(KubernetesBackend, self).__init__(module)
         ensure_kubernetes(module)
-        self.module = module
-        self.notes = []
         self.client = KubeClient(module.params)
         self.namespace = self.client.namespace
         info = self.client.call('reading the server version', self.client.version.get_code)
@@ -92,6 +95,9 @@ class KubernetesBackend(object):
         except BackendError:
             return msg
         return '%s (deployments there: %s)' % (msg, ', '.join(names) or 'none')
+
+    def service_names(self):
+        return self.deployment_names()
 
     def deployment(self, name):
         try:
@@ -130,9 +136,6 @@ class KubernetesBackend(object):
     def service(self, name):
         deployment, replicasets, pods = self._objects(name)
         return deployment_view(deployment, replicasets, pods)
-
-    def services(self, names=None):
-        return [self.service(name) for name in (names or self.deployment_names())]
 
     def _patch(self, name, body, content_type, what):
         return self.client.call('%s (deployment %s in namespace %s)' % (what, name, self.namespace),
@@ -192,9 +195,8 @@ class KubernetesBackend(object):
         body = {'metadata': {'annotations': {PAUSED_ANNOTATION: None}}, 'spec': {'replicas': replicas}}
         self._patch(name, body, STRATEGIC_MERGE_PATCH, 'unpausing (scaling back to %d)' % replicas)
 
-    def is_paused(self, name):
-        deployment = self.deployment(name)
-        return PAUSED_ANNOTATION in (deployment['metadata'].get('annotations') or {})
+    def pause_state(self, service):
+        return dict(paused=bool(service.get('paused')), partly=bool(service.get('paused')))
 
     def history(self, name):
         deployment = self.deployment(name)
@@ -232,7 +234,7 @@ class KubernetesBackend(object):
         return {'from': plan['from'], 'to': plan['to'], 'changed': not plan['noop']}
 
     def logs(self, name, since=None, pattern=None, lines=200):
-        regex = re.compile(pattern) if pattern else None
+        regex = compile_pattern(pattern)
         since_seconds = parse_duration(since, 'since') if since is not None else None
         deployment, replicasets, pods = self._objects(name)
         found = []

@@ -50,10 +50,8 @@ def test_backend_error_becomes_one_message_with_details(monkeypatch):
 
 
 def test_compose_cli_failure_carries_cmd_rc_stdout_stderr(monkeypatch):
-    class Backend(object):
-        platform = 'compose'
-
-        def __init__(self, module):
+    class Backend(_compose.ComposeBackend):
+        def __init__(self, module):  # pylint: disable=super-init-not-called
             pass
 
         def service(self, name):
@@ -63,7 +61,6 @@ def test_compose_cli_failure_carries_cmd_rc_stdout_stderr(monkeypatch):
             raise BackendError('scaling service w failed (rc=1): boom', cmd=['docker-compose', 'up'], rc=1,
                                stdout='', stderr='boom')
     monkeypatch.setattr(_compose, 'ComposeBackend', Backend)
-    monkeypatch.setattr('ansible_collections.incident.response.plugins.module_utils._services.ComposeBackend', Backend)
     kind, result = run(service_scale, dict(project='p', service='w', replicas=2))
     assert kind is Failed
     assert result['cmd'] == ['docker-compose', 'up'] and result['rc'] == 1 and result['stderr'] == 'boom'
