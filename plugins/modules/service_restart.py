@@ -115,23 +115,16 @@ waited:
   type: float
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.incident.response.plugins.module_utils._common import (
-    WAIT_ARGUMENT_SPEC,
-    BackendError,
-    DurationError,
+    duration_param,
     make_action,
-    parse_duration,
     plural,
-    validate_wait_args,
 )
 from ansible_collections.incident.response.plugins.module_utils._services import (
-    backend_or_fail,
-    fail_backend,
+    Plan,
+    Refused,
+    ServiceRemediation,
     instance_summary,
-    service_argument_spec,
-    wait_for_service,
 )
 
 STOPPED = ('exited', 'created', 'dead')
@@ -161,57 +154,41 @@ def view(instance):
     return dict(state=instance['state'], health=instance['health'], started_at=instance['started_at'])
 
 
-def main():
-    argument_spec = service_argument_spec()
-    argument_spec.update(WAIT_ARGUMENT_SPEC)
-    argument_spec.update(
+class Restart(ServiceRemediation):
+    options = dict(
         service=dict(type='str', required=True),
         instances=dict(type='list', elements='str'),
         only=dict(type='list', elements='str', choices=['unhealthy', 'exited']),
         min_uptime=dict(type='raw'),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    p = module.params
-    validate_wait_args(module)
-    try:
-        min_uptime = parse_duration(p['min_uptime'], 'min_uptime')
-    except DurationError as exc:
-        module.fail_json(msg=str(exc))
-    name = p['service']
-    backend = backend_or_fail(module)
-    try:
+    min_uptime = None
+
+    def validate(self):
+        self.min_uptime = duration_param(self.module, 'min_uptime')
+
+    def plan(self, backend, name):
+        p = self.params
         before = backend.service(name)
-    except BackendError as exc:
-        fail_backend(module, exc)
-
-    if p['instances'] is not None:
-        unknown = [w for w in p['instances']
-                   if not any(i['id'].startswith(w[:12]) or i['name'] == w for i in before['instances'])]
-        if unknown:
-            module.fail_json(msg='service %s has no instance %s (instances: %s)' % (
-                name, ', '.join(unknown), ', '.join(i['name'] for i in before['instances']) or 'none'))
-
-    rolling = backend.platform == 'kubernetes' and p['instances'] is None and not p['only'] and min_uptime is None
-    chosen = choose(before['instances'], p['instances'], p['only'], min_uptime)
-    if rolling:
-        actions = [make_action('rollout_restart', name, dict(platform=backend.platform))]
-    else:
-        actions = [make_action('restart', i['name'], dict(service=name, id=i['id'], state=i['state'],
-                                                          health=i['health'])) for i in chosen]
-    changed = bool(actions)
-    ids = [i['id'] for i in chosen]
-    diff = dict(before=dict((i['name'], view(i)) for i in chosen), after={})
-    if module.check_mode or not changed:
-        summary = ('%s: would restart %s' % (name, ', '.join(i['name'] for i in chosen) if not rolling
-                                             else 'the deployment') if changed
-                   else '%s: no instance to restart (%s)' % (name, instance_summary(before)))
-        module.exit_json(changed=changed, actions=actions, restarted=ids, diff=diff, summary=summary,
-                         service=before, waited=0)
-
-    try:
-        restarted = backend.restart(name, None if rolling else ids)
-        for action in actions:
-            action['done'] = True
+        if p['instances'] is not None:
+            unknown = [w for w in p['instances']
+                       if not any(i['id'].startswith(w[:12]) or i['name'] == w for i in before['instances'])]
+            if unknown:
+                raise Refused('service %s has no instance %s (instances: %s)' % (
+                    name, ', '.join(unknown), ', '.join(i['name'] for i in before['instances']) or 'none'))
+        rolling = backend.rollout_restart and p['instances'] is None and not p['only'] and self.min_uptime is None
+        chosen = choose(before['instances'], p['instances'], p['only'], self.min_uptime)
+        if rolling:
+            actions = [make_action('rollout_restart', name, dict(platform=backend.platform))]
+        else:
+            actions = [make_action('restart', i['name'], dict(service=name, id=i['id'], state=i['state'],
+                                                              health=i['health'])) for i in chosen]
+        ids = [i['id'] for i in chosen]
+        diff = dict(before=dict((i['name'], view(i)) for i in chosen), after={})
+        if not actions:
+            summary = '%s: no instance to restart (%s)' % (name, instance_summary(before))
+        else:
+            summary = '%s: would restart %s' % (name, 'the deployment' if rolling
+                                                else ', '.join(i['name'] for i in chosen))
         started = dict((i['id'], i['started_at']) for i in chosen)
 
         def ready(service):
@@ -221,24 +198,27 @@ def main():
             now = dict((i['id'], i['started_at']) for i in service['instances'])
             return all(now.get(cid) != old for cid, old in started.items())
 
-        satisfied, waited, after = True, 0, None
-        if p['wait']:
-            satisfied, waited, after = wait_for_service(module, backend, name, ready)
-        if after is None:
-            after = backend.service(name)
-    except BackendError as exc:
-        fail_backend(module, exc, changed=any(a['done'] for a in actions), actions=actions)
-    diff['after'] = dict((i['name'], view(i)) for i in after['instances'] if i['id'] in ids)
-    count = len(chosen) if not rolling else after['desired_replicas']
-    summary = '%s: restarted %s (%s)' % (name, plural(count, 'instance'), instance_summary(after))
-    if not satisfied:
-        module.fail_json(msg='service %s was restarted but is not ready after %ss: %s'
-                         % (name, p['wait_timeout'], instance_summary(after)), changed=True, actions=actions,
-                         restarted=restarted or ids, diff=diff, summary=summary, service=after, waited=waited)
-    if p['wait']:
-        summary += ' in %ss' % waited
-    module.exit_json(changed=True, actions=actions, restarted=restarted or ids, diff=diff, summary=summary,
-                     service=after, waited=waited)
+        plan = Plan(before, actions, diff, summary, ready=ready, restarted=ids)
+        plan.rolling, plan.chosen = rolling, ids
+        return plan
+
+    def act(self, backend, name, plan):
+        restarted = backend.restart(name, None if plan.rolling else plan.chosen)
+        plan.result['restarted'] = restarted or plan.chosen
+
+    def finish(self, backend, name, plan, after):
+        plan.diff['after'] = dict((i['name'], view(i)) for i in after['instances'] if i['id'] in plan.chosen)
+
+    def done_summary(self, plan, after):
+        count = after['desired_replicas'] if plan.rolling else len(plan.chosen)
+        return '%s: restarted %s (%s)' % (self.params['service'], plural(count, 'instance'), instance_summary(after))
+
+    def not_ready(self, plan):
+        return 'service %s was restarted but is not ready' % self.params['service']
+
+
+def main():
+    Restart().run()
 
 
 if __name__ == '__main__':
