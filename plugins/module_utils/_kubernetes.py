@@ -173,11 +173,14 @@ class KubernetesBackend(ServiceBackend):
         return deleted
 
     def pause(self, name):
+        """Record the replicas in the annotation and scale to 0. Paused means both: an annotation left on a
+        deployment whose replicas came back (an autoscaler, kubectl scale) is no pause, and the count that
+        runs now is recorded in its place."""
         deployment = self.deployment(name)
         annotations = deployment['metadata'].get('annotations') or {}
-        if PAUSED_ANNOTATION in annotations:
-            return
         replicas = (deployment.get('spec') or {}).get('replicas')
+        if PAUSED_ANNOTATION in annotations and replicas == 0:
+            return
         body = {'metadata': {'annotations': {PAUSED_ANNOTATION: str(1 if replicas is None else replicas)}},
                 'spec': {'replicas': 0}}
         self._patch(name, body, STRATEGIC_MERGE_PATCH, 'pausing (scaling to 0)')
@@ -196,7 +199,9 @@ class KubernetesBackend(ServiceBackend):
         self._patch(name, body, STRATEGIC_MERGE_PATCH, 'unpausing (scaling back to %d)' % replicas)
 
     def pause_state(self, service):
-        return dict(paused=bool(service.get('paused')), partly=bool(service.get('paused')))
+        # The annotation alone is not a pause: the replica count must be 0 as well (issue 9).
+        marked = bool(service.get('paused'))
+        return dict(paused=marked and service['desired_replicas'] == 0, partly=marked)
 
     def history(self, name):
         deployment = self.deployment(name)

@@ -315,3 +315,45 @@ def test_namespace_comes_from_the_option_else_the_context_else_default(fake_k8s,
     (tmp_path / 'without-ns').write_text(json.dumps(config))
     assert KubernetesBackend(FakeModule(kubeconfig=str(tmp_path / 'without-ns'), namespace=None)).namespace == 'default'
     assert KubernetesBackend(FakeModule(host=fake_k8s.url, api_key='fake-token', namespace=None)).namespace == 'default'
+
+
+def test_pause_checks_the_real_replica_count_not_only_the_annotation(backend, fake_k8s):
+    """Issue 9: something restored the replicas of a paused deployment; its annotation is still there.
+
+    It is not paused (pods run): pause_state says so, and a pause scales it to 0 again, recording the count
+    that ran; unpause then restores that count.
+    """
+    settle(backend)
+    backend.pause('web')
+    settle(backend)
+    # Someone (an autoscaler, an operator with kubectl scale) brings the pods back; the annotation stays.
+    fake_k8s.cluster.patch_deployment('default', 'web', 'application/merge-patch+json', dict(spec=dict(replicas=3)))
+    view = settle(backend)
+    assert view['desired_replicas'] == 3 and view['paused']
+    assert backend.pause_state(view) == dict(paused=False, partly=True)
+    assert not backend.is_paused('web')
+    backend.pause('web')
+    dep = fake_k8s.cluster.get_deployment('default', 'web')
+    assert dep['spec']['replicas'] == 0 and dep['metadata']['annotations'][_k8s_views.PAUSED_ANNOTATION] == '3'
+    assert backend.pause_state(settle(backend)) == dict(paused=True, partly=True)
+    backend.unpause('web')
+    assert settle(backend)['ready_replicas'] == 3
+
+
+def test_service_pause_module_repauses_a_deployment_whose_replicas_came_back(backend, fake_k8s):
+    from module_harness import Exited, run  # pylint: disable=import-outside-toplevel
+    from ansible_collections.incident.response.plugins.modules import service_pause  # pylint: disable=import-outside-toplevel
+    settle(backend)
+    args = dict(platform='kubernetes', kubeconfig=fake_k8s.kubeconfig_path, namespace='default', service='web',
+                wait_timeout=20)
+    kind, result = run(service_pause, args)
+    assert kind is Exited and result['changed'] is True
+    fake_k8s.cluster.patch_deployment('default', 'web', 'application/merge-patch+json', dict(spec=dict(replicas=2)))
+    settle(backend)
+    kind, result = run(service_pause, args)
+    assert kind is Exited, result
+    assert result['changed'] is True and result['actions'][0]['action'] == 'pause', result
+    assert result['service']['running_replicas'] == 0
+    assert fake_k8s.cluster.get_deployment('default', 'web')['spec']['replicas'] == 0
+    kind, result = run(service_pause, args)
+    assert kind is Exited and result['changed'] is False
