@@ -226,24 +226,42 @@ def history_entries(deployment, replicasets):
     return sorted(entries, key=lambda e: e['revision'])
 
 
+def _only(deployment_name, namespace, number, replicasets):
+    """The one ReplicaSet of revision ``number``; BackendError when several carry it (a garbled history)."""
+    if len(replicasets) > 1:
+        raise BackendError('deployment %s has %d ReplicaSets with revision %s in namespace %s (%s): the revision '
+                           'history is ambiguous, roll back by hand (kubectl rollout undo --to-revision)' % (
+                               deployment_name, len(replicasets), number, namespace,
+                               ', '.join(sorted((rs.get('metadata') or {}).get('name') or '?' for rs in replicasets))))
+    return replicasets[0]
+
+
 def pick_rollback_target(deployment_name, namespace, current_revision, replicasets, revision=None):
-    """The ReplicaSet to roll back to: the previous revision, or the one asked for. BackendError otherwise."""
-    known = sorted((revision_of(rs), rs) for rs in replicasets if revision_of(rs) is not None)
-    numbers = [number for number, _rs in known]
+    """The ReplicaSet to roll back to: the previous revision, or the one asked for. BackendError otherwise.
+
+    Two ReplicaSets with the revision chosen (a history edited by hand) are refused, not guessed between.
+    """
+    known = sorted(((revision_of(rs), rs) for rs in replicasets if revision_of(rs) is not None),
+                   key=lambda pair: pair[0])
+    numbers = sorted(set(number for number, _rs in known))
+
+    def of(number):
+        return _only(deployment_name, namespace, number, [rs for n, rs in known if n == number])
+
     if revision is None:
-        older = [(number, rs) for number, rs in known if current_revision is None or number < current_revision]
+        older = [number for number in numbers if current_revision is None or number < current_revision]
         if not older:
             raise BackendError('deployment %s has no previous revision in namespace %s (revisions kept: %s)' % (
                 deployment_name, namespace, ', '.join(str(n) for n in numbers) or 'none'))
-        return older[-1][1]
-    for number, rs in known:
-        if number == revision:
-            return rs
+        return of(older[-1])
+    if revision in numbers:
+        return of(revision)
     # A rollback gives the old ReplicaSet a new number and keeps the old ones in revision-history:
     # asking again for revision N finds the ReplicaSet that now runs it (and nothing to do).
-    for number, rs in known:
-        history = ((rs.get('metadata') or {}).get('annotations') or {}).get(REVISION_HISTORY_ANNOTATION) or ''
-        if str(revision) in [h.strip() for h in history.split(',')]:
-            return rs
+    renumbered = [rs for _number, rs in known
+                  if str(revision) in [h.strip() for h in (((rs.get('metadata') or {}).get('annotations') or {})
+                                                           .get(REVISION_HISTORY_ANNOTATION) or '').split(',')]]
+    if renumbered:
+        return _only(deployment_name, namespace, revision, renumbered)
     raise BackendError('deployment %s has no revision %s in namespace %s (revisions kept: %s)' % (
         deployment_name, revision, namespace, ', '.join(str(n) for n in numbers) or 'none'))

@@ -115,3 +115,18 @@ def test_history_entries_oldest_first_with_the_current_one_marked():
     entries = history_entries(_deployment(), replicasets)
     assert [(e['revision'], e['image'], e['current'], e['replicaset']) for e in entries] == [
         (1, 'web:1', False, 'web-abc'), (2, 'web:2', True, 'web-def')]
+
+
+def test_duplicate_revision_annotations_are_one_clear_message_not_a_traceback():
+    """Issue 9 (fuzzing): two ReplicaSets with one revision number made sorting compare dicts (TypeError)."""
+    twins = [_rs('web-abc', 1, 'web:1'), _rs('web-xyz', 1, 'web:1b'), _rs('web-def', 2, 'web:2')]
+    with pytest.raises(BackendError, match=r'deployment web has 2 ReplicaSets with revision 1 in namespace prod '
+                                           r'\(web-abc, web-xyz\)'):
+        pick_rollback_target('web', 'prod', 2, twins)
+    with pytest.raises(BackendError, match='2 ReplicaSets with revision 1'):
+        pick_rollback_target('web', 'prod', 2, twins, revision=1)
+    # A duplicate that is not the target does not stand in the way.
+    target = pick_rollback_target('web', 'prod', 3, [_rs('a', 1, 'x:1'), _rs('b', 1, 'x:1b'), _rs('c', 2, 'x:2'),
+                                                     _rs('d', 3, 'x:3')])
+    assert target['metadata']['name'] == 'c'
+    assert [e['revision'] for e in history_entries(_deployment(), twins)] == [1, 1, 2]
