@@ -47,7 +47,11 @@ options:
     type: str
     required: true
   instances:
-    description: Restart only these containers (id, id prefix of at least 12 characters, or name). Compose only.
+    description:
+      - Restart only these instances (Compose containers; Kubernetes pods, which are deleted so that their
+        ReplicaSet replaces them).
+      - Each entry is an exact name or id, or a prefix of an id that matches exactly one instance. An empty entry,
+        a prefix that matches several instances, or an unknown one is refused and nothing is restarted.
     type: list
     elements: str
   only:
@@ -130,11 +134,43 @@ from ansible_collections.incident.response.plugins.module_utils._services import
 STOPPED = ('exited', 'created', 'dead')
 
 
+def resolve(service, wanted):
+    """The ids of the instances ``wanted`` names, or Refused.
+
+    Each entry is an exact name or id (or a full 64-character container id), else a prefix of an id that
+    matches exactly one instance. An empty entry (it would match every instance) and a prefix matching
+    several are refused: on Kubernetes a restart of chosen instances deletes their pods.
+    """
+    name, instances = service['name'], service['instances']
+    listing = ', '.join(i['name'] for i in instances) or 'none'
+    ids, unknown = [], []
+    for entry in wanted:
+        text = (entry or '').strip()
+        if not text:
+            raise Refused('instances: an empty name matches every instance; give exact names or ids (instances of '
+                          'service %s: %s): nothing restarted' % (name, listing))
+        found = [i for i in instances
+                 if text in (i['name'], i['id']) or (len(text) == 64 and text.startswith(i['id']))]
+        if not found:
+            found = [i for i in instances if i['id'].startswith(text)]
+        if len(found) > 1:
+            raise Refused('instances: %r matches %d instances of service %s (%s): give exact names or a longer id '
+                          'prefix: nothing restarted' % (text, len(found), name,
+                                                         ', '.join(i['name'] for i in found)))
+        if not found:
+            unknown.append(text)
+        elif found[0]['id'] not in ids:
+            ids.append(found[0]['id'])
+    if unknown:
+        raise Refused('service %s has no instance %s (instances: %s): nothing restarted' % (
+            name, ', '.join(unknown), listing))
+    return ids
+
+
 def choose(instances, wanted_ids, only, min_uptime):
     chosen = []
     for instance in instances:
-        if wanted_ids is not None and not any(
-                instance['id'].startswith(w[:12]) or instance['name'] == w for w in wanted_ids):
+        if wanted_ids is not None and instance['id'] not in wanted_ids:
             continue
         if only:
             hit = ('unhealthy' in only and instance['health'] == 'unhealthy') or \
@@ -169,14 +205,9 @@ class Restart(ServiceRemediation):
     def plan(self, backend, name):
         p = self.params
         before = backend.service(name)
-        if p['instances'] is not None:
-            unknown = [w for w in p['instances']
-                       if not any(i['id'].startswith(w[:12]) or i['name'] == w for i in before['instances'])]
-            if unknown:
-                raise Refused('service %s has no instance %s (instances: %s)' % (
-                    name, ', '.join(unknown), ', '.join(i['name'] for i in before['instances']) or 'none'))
-        rolling = backend.rollout_restart and p['instances'] is None and not p['only'] and self.min_uptime is None
-        chosen = choose(before['instances'], p['instances'], p['only'], self.min_uptime)
+        wanted = resolve(before, p['instances']) if p['instances'] is not None else None
+        rolling = backend.rollout_restart and wanted is None and not p['only'] and self.min_uptime is None
+        chosen = choose(before['instances'], wanted, p['only'], self.min_uptime)
         if rolling:
             actions = [make_action('rollout_restart', name, dict(platform=backend.platform))]
         else:
