@@ -128,6 +128,14 @@ def memory_usage(stats):
     return max(usage, 0), limit, (round(usage * 100.0 / limit, 2) if limit else None)
 
 
+def host_label(host):
+    """``docker_host`` as messages show it: a password in it (``tcp://user:pw@host``) masked."""
+    def mask(match):
+        user, sep, _password = match.group(2).partition(':')
+        return match.group(1) + (user + ':********' if sep else user) + '@'
+    return re.sub(r'^([A-Za-z][A-Za-z0-9+.-]*://)([^@/]*)@', mask, host or '')
+
+
 def find_compose_command():
     """['docker', 'compose'] when the v2 plugin answers, else ['docker-compose'], else None."""
     if shutil.which('docker'):
@@ -141,6 +149,44 @@ def find_compose_command():
     if shutil.which('docker-compose'):
         return ['docker-compose']
     return None
+
+
+def history_problem(data):
+    """What is wrong with the content of a deploy history file (None when it is one this backend wrote)."""
+    if not isinstance(data, dict):
+        return 'not a JSON object'
+    services = data.get('services', {})
+    if not isinstance(services, dict):
+        return '"services" is not an object'
+    for name, entries in services.items():
+        if not isinstance(entries, list):
+            return 'the entries of service %s are not a list' % name
+        for entry in entries:
+            if not isinstance(entry, dict):
+                return 'an entry of service %s is not an object' % name
+            revision = entry.get('revision')
+            if not isinstance(revision, int) or isinstance(revision, bool) or not isinstance(entry.get('image'), str):
+                return 'an entry of service %s has no integer revision and image' % name
+    return None
+
+
+def write_json(path, data, what):
+    """Write ``data`` to ``path`` at once (a temporary file renamed); BackendError when it cannot."""
+    tmp = path + '.tmp'
+    try:
+        directory = os.path.dirname(path)
+        if directory and not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        with open(tmp, 'w') as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+        os.rename(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise BackendError('cannot write %s %s: %s' % (what, path, to_native(exc)))
 
 
 class ComposeBackend(ServiceBackend):
@@ -161,6 +207,7 @@ class ComposeBackend(ServiceBackend):
             raise BackendError('project is required with platform=compose (the compose project name, '
                                'e.g. taskscheduler)')
         self.docker_host = params.get('docker_host') or 'unix:///var/run/docker.sock'
+        self.docker_host_label = host_label(self.docker_host)
         self.timeout = params.get('timeout') or 60
         self.project_dir = params.get('project_dir')
         self.files = params.get('files') or []
@@ -170,18 +217,24 @@ class ComposeBackend(ServiceBackend):
         try:
             self.client = docker.DockerClient(base_url=self.docker_host, timeout=self.timeout)
             self.client.ping()
+        except (ValueError, TypeError) as exc:
+            # urllib's parsing of the URL: tcp://h:notaport, a port out of range, a broken IPv6 address.
+            raise BackendError('docker_host %r is not an address of a Docker daemon (unix:///PATH, tcp://HOST:PORT, '
+                               'ssh://USER@HOST): %s' % (self.docker_host_label, self._short(exc)))
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-            raise BackendError('cannot reach the Docker daemon at %s: %s' % (self.docker_host, self._short(exc)))
+            raise BackendError('cannot reach the Docker daemon at %s: %s' % (self.docker_host_label, self._short(exc)))
         self._labels_dir_files()
         if not self._containers() and not self.files and not self.project_dir:
             raise BackendError('compose project %s not found on %s: no container carries the label %s=%s '
                                '(give files or project_dir to manage a project with no containers)'
-                               % (self.project, self.docker_host, LABEL_PROJECT, self.project))
+                               % (self.project, self.docker_host_label, LABEL_PROJECT, self.project))
 
     # ---------------------------------------------------------------- helpers
-    @staticmethod
-    def _short(exc):
+    def _short(self, exc):
         text = to_native(exc)
+        host = getattr(self, 'docker_host', None)
+        if host:
+            text = text.replace(host, self.docker_host_label)
         match = re.search(r"\('Connection aborted.', (.*)\)$", text) or re.search(r'(\[Errno -?\d+\][^"\')]*)', text)
         if match:
             text = match.group(1)
@@ -191,9 +244,9 @@ class ComposeBackend(ServiceBackend):
         try:
             return func(*args, **kwargs)
         except docker.errors.NotFound as exc:
-            raise BackendError('%s: not found on %s (%s)' % (what, self.docker_host, self._short(exc)))
+            raise BackendError('%s: not found on %s (%s)' % (what, self.docker_host_label, self._short(exc)))
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-            raise BackendError('%s failed on %s: %s' % (what, self.docker_host, self._short(exc)))
+            raise BackendError('%s failed on %s: %s' % (what, self.docker_host_label, self._short(exc)))
 
     def _labels_dir_files(self):
         """Fill project_dir/files from the labels compose put on the containers when not given.
@@ -326,13 +379,13 @@ class ComposeBackend(ServiceBackend):
 
     def pause(self, name):
         for container in self._require(name):
-            container.reload()
+            self._api('container %s of service %s' % (container.name, name), container.reload)
             if container.status == 'running':
                 self._api('pausing container %s of service %s' % (container.name, name), container.pause)
 
     def unpause(self, name):
         for container in self._require(name):
-            container.reload()
+            self._api('container %s of service %s' % (container.name, name), container.reload)
             if container.status == 'paused':
                 self._api('unpausing container %s of service %s' % (container.name, name), container.unpause)
 
@@ -362,7 +415,11 @@ class ComposeBackend(ServiceBackend):
                 data = json.load(handle)
         except (OSError, ValueError) as exc:
             raise BackendError('cannot read the deploy history %s: %s' % (path, to_native(exc)))
-        return data.get('services', {}) if isinstance(data, dict) else {}
+        problem = history_problem(data)
+        if problem:
+            raise BackendError('the deploy history %s is not one this collection wrote (%s): fix it or move it away; '
+                               'nothing changed' % (path, problem))
+        return data.get('services', {})
 
     def history(self, name):
         return list(self._read_history().get(name, []))
@@ -377,17 +434,23 @@ class ComposeBackend(ServiceBackend):
                      deployed_at=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'))
         entries.append(entry)
         path = self.history_path()
-        directory = os.path.dirname(path)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o755)
-        tmp = path + '.tmp'
-        with open(tmp, 'w') as handle:
-            json.dump(dict(project=self.project, services=data), handle, indent=2, sort_keys=True)
-        os.rename(tmp, path)
+        write_json(path, dict(project=self.project, services=data), 'the deploy history')
         return entry
 
     def override_path(self):
         return os.path.join(os.path.dirname(self.history_path()), '%s-rollback.override.yml' % self.project)
+
+    def check_rollback(self, name):
+        """A rollback recreates the service from the project's compose files plus an override that pins the
+        image: without those files it would come back from the image alone (no environment, ports, volumes)."""
+        missing = [path for path in self.files if not os.path.exists(path)]
+        if not self.files or missing:
+            raise BackendError(
+                'service %s: the compose files of project %s are not known (%s): a rollback would recreate the '
+                'service from the image alone, without its environment, ports and volumes; give files (the '
+                "project's compose files): nothing changed" % (
+                    name, self.project, 'missing: %s' % ', '.join(missing) if missing else
+                    "no files given and the containers' labels name none that exist"))
 
     def rollback(self, name, revision=None):
         """Redeploy the image of the previous (or the given) recorded revision through an override file."""
@@ -409,6 +472,7 @@ class ComposeBackend(ServiceBackend):
                 raise BackendError('service %s of compose project %s has no revision %s (recorded: %s)' % (
                     name, self.project, revision, ', '.join(str(e['revision']) for e in history)))
             target = matches[0]
+        self.check_rollback(name)
         self.deploy_image(name, target['image'])
         return {'from': dict(revision=current['revision'], image=current['image']),
                 'to': dict(revision=target['revision'], image=target['image'])}
@@ -427,12 +491,13 @@ class ComposeBackend(ServiceBackend):
             try:
                 with open(path) as handle:
                     overrides = json.load(handle).get('services', {})
-            except (OSError, ValueError):
+            except (OSError, ValueError, AttributeError):
+                overrides = {}
+            if not isinstance(overrides, dict):
                 overrides = {}
         overrides[name] = dict(image=image)
-        with open(path, 'w') as handle:
-            # JSON is YAML: compose reads it as an override file.
-            json.dump(dict(version='2.4', services=overrides), handle, indent=2, sort_keys=True)
+        # JSON is YAML: compose reads it as an override file.
+        write_json(path, dict(version='2.4', services=overrides), 'the rollback override')
         files = list(self.files)
         if path not in files:
             self.files = files + [path]

@@ -207,6 +207,14 @@ class KubernetesBackend(ServiceBackend):
         deployment = self.deployment(name)
         return history_entries(deployment, self.replicasets(deployment))
 
+    def _refuse_paused_rollout(self, name, deployment):
+        if (deployment.get('spec') or {}).get('paused'):
+            raise BackendError('deployment %s in namespace %s is paused (kubectl rollout pause): resume it before '
+                               'rolling back' % (name, self.namespace))
+
+    def check_rollback(self, name):
+        self._refuse_paused_rollout(name, self.deployment(name))
+
     def rollback_target(self, name, revision=None):
         """What :meth:`rollback` would do, without doing it (check mode).
 
@@ -215,9 +223,7 @@ class KubernetesBackend(ServiceBackend):
         """
         deployment = self.deployment(name)
         spec = deployment.get('spec') or {}
-        if spec.get('paused'):
-            raise BackendError('deployment %s in namespace %s is paused (kubectl rollout pause): resume it before '
-                               'rolling back' % (name, self.namespace))
+        self._refuse_paused_rollout(name, deployment)
         current = revision_of(deployment)
         replicasets = self.replicasets(deployment)
         target = pick_rollback_target(name, self.namespace, current, replicasets, revision)

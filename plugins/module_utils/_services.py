@@ -146,6 +146,9 @@ class ServiceBackend(abc.ABC):
         ``{'from': {revision, image}, 'to': {revision, image}}``; BackendError when there is none.
         """
 
+    def check_rollback(self, name):
+        """Raise BackendError when a rollback of ``name`` cannot be done safely (called in check mode too)."""
+
     def record_deploy(self, name, image, image_id=None):
         """Append ``image`` to the deploy history of ``name``; the new entry, or None when already last.
 

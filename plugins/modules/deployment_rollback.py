@@ -22,7 +22,9 @@ description:
     deploy to record the image the service runs (the lab does so after C(lab up)). A rollback pins the older image
     in an override file next to the history (C(<project>-rollback.override.yml)) and recreates the service with
     C(up --detach --no-deps) through the Compose CLI. The next deploy of the project without that file replaces
-    the pin. Images must still be present on the engine (or pullable)."
+    the pin. Images must still be present on the engine (or pullable). The project's compose files must be known
+    (O(files), or the labels of its containers naming files that exist): without them the service would come back
+    from the image alone, so the rollback is refused, in check mode too."
   - Without O(revision), rolls back one step from the revision running now (the entry before it in the history);
     this is a change each time it runs, like C(kubectl rollout undo). For idempotent runs give O(revision) or
     O(current_image) (roll back only while the service runs that image).
@@ -221,6 +223,8 @@ class Rollback(ServiceRemediation):
                 before.get('revision') in (None, target['revision']):
             return Plan(before, [], unchanged, '%s already runs revision %s (%s)' % (
                 name, target['revision'], target['image']), history=history)
+        # What the platform needs to roll back safely (Compose: the project's files), refused in check mode too.
+        backend.check_rollback(name)
         actions = [make_action('rollback', name, dict(platform=backend.platform, **{'from': now, 'to': goal}))]
         summary = '%s would be rolled back from revision %s (%s) to revision %s (%s)' % (
             name, now['revision'], now['image'], goal['revision'], goal['image'])

@@ -236,3 +236,15 @@ def test_pause_through_the_driver(fake, monkeypatch):
     kind, result = run(service_pause, dict(args(), _ansible_check_mode=True))
     assert kind is Exited and result['changed'] is True and result['summary'] == 'web would be paused'
     assert fake.calls == []
+
+
+def test_a_rollback_the_platform_refuses_is_refused_in_check_mode_too(fake, monkeypatch):
+    def check_rollback(self, name):
+        raise BackendError('service web: the compose files of project p are not known')
+    monkeypatch.setattr(FakeBackend, 'history', lambda self, name: [dict(revision=1, image='img:1'),
+                                                                     dict(revision=2, image='img:2')])
+    monkeypatch.setattr(FakeBackend, 'check_rollback', check_rollback)
+    for check in (True, False):
+        kind, result = run(deployment_rollback, dict(args(), _ansible_check_mode=check))
+        assert kind is Failed and 'compose files of project p are not known' in result['msg']
+    assert fake.calls == []
