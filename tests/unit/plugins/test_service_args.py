@@ -34,6 +34,11 @@ def no_connection(monkeypatch):
     (service_info, dict(project='p', log_pattern='(x'), 'log_pattern'),
     (service_info, dict(project='p', log_since='soon'), "log_since: 'soon' is not a duration"),
     (service_info, dict(project='p', log_lines=-2), 'log_lines must not be negative'),
+    # Issue 9 (fuzzing): log_since of inf overflowed on Kubernetes; catastrophic log patterns ran unbounded.
+    (service_info, dict(platform='kubernetes', log_since='inf'), 'log_since'),
+    (service_info, dict(project='p', log_since=1e400), 'log_since'),
+    (service_info, dict(project='p', log_pattern='(a+)+$'), 'nests a repeat inside a repeat'),
+    (service_restart, dict(project='p', service='w', min_uptime='nan'), 'min_uptime'),
 ])
 def test_bad_input_fails_before_connecting(no_connection, module, args, message):
     kind, result = run(module, args)
