@@ -18,7 +18,7 @@ description:
     state is kept.
   - Kubernetes records the replica count in the Deployment annotation C(incident.response/paused-replicas) and
     scales to 0; unpause restores the recorded count and removes the annotation. A Deployment is paused when it
-    carries the annotation B(and) runs 0 replicas: one whose replicas came back since (an autoscaler,
+    carries the annotation B(and) runs 0 replicas; one whose replicas came back since (an autoscaler,
     C(kubectl scale)) is paused again, and the count that runs then is recorded.
   - With O(wait=true) and O(state=unpaused), waits until every instance is running and ready.
   - Check mode reports what would change and changes nothing. Idempotent.

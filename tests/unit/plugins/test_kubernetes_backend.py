@@ -24,6 +24,7 @@ from ansible_collections.incident.response.plugins.module_utils._kubernetes impo
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..'))
 from fake_k8s.server import FakeKubeServer, deployment_manifest, json_patch, merge_patch  # noqa: E402 pylint: disable=wrong-import-position
 
+
 class Failed(Exception):
     pass
 

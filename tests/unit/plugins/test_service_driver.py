@@ -126,7 +126,7 @@ def test_a_backend_that_misses_a_method_cannot_be_built():
             return {}
 
     with pytest.raises(TypeError, match='abstract'):
-        Half(None)
+        Half(None)  # pylint: disable=abstract-class-instantiated
 
 
 def test_a_new_platform_is_one_class(fake):
@@ -241,8 +241,8 @@ def test_pause_through_the_driver(fake, monkeypatch):
 def test_a_rollback_the_platform_refuses_is_refused_in_check_mode_too(fake, monkeypatch):
     def check_rollback(self, name):
         raise BackendError('service web: the compose files of project p are not known')
-    monkeypatch.setattr(FakeBackend, 'history', lambda self, name: [dict(revision=1, image='img:1'),
-                                                                     dict(revision=2, image='img:2')])
+    history = [dict(revision=1, image='img:1'), dict(revision=2, image='img:2')]
+    monkeypatch.setattr(FakeBackend, 'history', lambda self, name: history)
     monkeypatch.setattr(FakeBackend, 'check_rollback', check_rollback)
     for check in (True, False):
         kind, result = run(deployment_rollback, dict(args(), _ansible_check_mode=check))
