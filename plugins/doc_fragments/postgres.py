@@ -62,10 +62,25 @@ options:
       - Seconds to wait for the connection before failing with a message naming the server.
     type: int
     default: 10
+  lock_timeout:
+    description:
+      - Longest wait for a lock by any statement of the module's session (PostgreSQL's C(lock_timeout)), as a
+        duration (V(10s), V(500ms), V(1m)) or a number of seconds. A statement that waits longer fails with a
+        message naming this option, instead of hanging behind another session.
+      - Must be positive (at least V(1ms)) and at most 24 days (PostgreSQL keeps it in milliseconds).
+    type: raw
+    default: 10s
+  statement_timeout:
+    description:
+      - Longest run of any statement of the module's session (PostgreSQL's C(statement_timeout)), as a duration
+        or a number of seconds; same limits as O(lock_timeout).
+    type: raw
+    default: 2m
 requirements:
   - psycopg2 (or psycopg2-binary) on the host that runs the module
 notes:
   - PostgreSQL 13 and newer are supported; version-specific catalog columns are selected only where they exist.
-  - The module's own session carries C(application_name=incident.response).
+  - The module's own session carries C(application_name=incident.response), and O(lock_timeout) and
+    O(statement_timeout): no statement of the module waits or runs without a bound.
   - Set these options once for all modules of the group with C(module_defaults) and C(group/incident.response.postgres).
 '''

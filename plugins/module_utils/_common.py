@@ -233,17 +233,56 @@ def remediation_result(changed, actions, summary, diff=None, check_mode=False, w
 _UNSET = object()
 
 
-def duration_param(module, name, value=_UNSET, minimum=None, maximum=None, resolution=None, allow_empty=True):
+def new_module(module_class, argument_spec, **kwargs):
+    """``module_class(argument_spec, **kwargs)`` (the module's AnsibleModule), but a value that ansible-core's own type checks cannot
+    convert without an exception (``'inf'`` for an int option raises OverflowError, ``10**400`` for a float
+    option too) fails the module with one message naming the option, instead of a traceback."""
+    try:
+        return module_class(argument_spec=argument_spec, **kwargs)
+    except (OverflowError, ArithmeticError, ValueError, TypeError) as exc:
+        problem = exc
+    # Read the arguments again without type conversion (secrets still masked), to say which one is wrong.
+    raw_spec = dict((name, dict(type='raw', no_log=bool(spec.get('no_log')), aliases=spec.get('aliases') or []))
+                    for name, spec in argument_spec.items())
+    module = module_class(argument_spec=raw_spec, supports_check_mode=True)
+    culprit = None
+    for name, spec in argument_spec.items():
+        value = module.params.get(name)
+        if value is None or spec.get('type') not in ('int', 'float'):
+            continue
+        try:
+            number = float(value)
+            if spec.get('type') == 'int':
+                int(number)
+        except (OverflowError, ValueError, TypeError):
+            culprit = name
+            break
+    if culprit:
+        module.fail_json(msg='%s: %s is out of range or not a number' % (culprit, _shown(module.params[culprit])))
+    module.fail_json(msg='an option has a value that cannot be read (%s)' % problem)
+    return None
+
+
+def _shown(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + '...'
+
+
+def duration_param(module, name, value=_UNSET, minimum=None, maximum=None, resolution=None, allow_empty=True,
+                   required=False):
     """Read the duration option ``name`` (or ``value``) in seconds, or fail the module with one message.
 
     ``None`` (not given) is returned as None. ``''`` too, unless ``allow_empty=False`` (an empty value
-    must not silently drop a filter). Refused: garbage, negatives, inf/nan, values beyond the float range
+    must not silently drop a filter). With ``required=True`` (a threshold the module cannot do without,
+    typically one with a default that the user nulled) neither is accepted. Refused: garbage, negatives, inf/nan, values beyond the float range
     or above ``maximum`` (default MAX_DURATION), below ``minimum``, and, with ``resolution`` (seconds, e.g.
     0.001 for a timeout set in milliseconds), a positive value that would round to 0 and so turn a
     timeout off (``0.4ms``).
     """
     if value is _UNSET:
         value = module.params.get(name)
+    if required and (value is None or (isinstance(value, str) and not value.strip())):
+        module.fail_json(msg='%s must be a duration such as 30s or 5m, got %r' % (name, value))
     if isinstance(value, str) and not value.strip() and not allow_empty:
         module.fail_json(msg='%s must not be empty: omit it, or give a duration such as 30s or 5m' % name)
     try:
@@ -254,11 +293,11 @@ def duration_param(module, name, value=_UNSET, minimum=None, maximum=None, resol
         return None
     if maximum is not None and seconds > maximum:
         module.fail_json(msg='%s: %r is above the maximum of %s' % (name, value, format_duration(maximum)))
-    if minimum is not None and seconds < minimum:
-        module.fail_json(msg='%s: %r is below the minimum of %s' % (name, value, _short_duration(minimum)))
     if resolution and 0 < seconds and round(seconds / resolution) == 0:
         module.fail_json(msg='%s: %r is below the resolution of %s: it would round to 0, which turns it off'
                          % (name, value, _short_duration(resolution)))
+    if minimum is not None and seconds < minimum:
+        module.fail_json(msg='%s: %r is below the minimum of %s' % (name, value, _short_duration(minimum)))
     return seconds
 
 
@@ -374,7 +413,7 @@ def regex_param(module, name, value=_UNSET, allow_empty=False, flags=0, max_inpu
         compiled = re.compile(value, flags)
         nested = _sre_parser is not None and _nested_quantifier(_sre_parser.parse(value, flags))
     except (re.error, OverflowError, RecursionError, ValueError, TypeError) as exc:
-        module.fail_json(msg='%s: %r is not a valid regular expression: %s' % (name, shown, exc))
+        module.fail_json(msg='%s %r is not a valid regular expression: %s' % (name, shown, exc))
     if nested:
         module.fail_json(msg='%s: %r nests a repeat inside a repeat (such as (a+)+), which can take exponential '
                          'time to match: write it without the nesting' % (name, shown))

@@ -14,17 +14,19 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.incident.response.plugins.module_utils._common import excerpt
+from ansible_collections.incident.response.plugins.module_utils._common import diagnosis_result, duration_param, excerpt
 
 PSYCOPG2_IMPORT_ERROR = None
 try:
     import psycopg2
     import psycopg2.extras
+    import psycopg2.sql
     HAS_PSYCOPG2 = True
 except ImportError:
     psycopg2 = None
@@ -43,6 +45,9 @@ CLIENT_STATES = (
     'disabled',
 )
 IDLE_IN_TRANSACTION_STATES = ('idle in transaction', 'idle in transaction (aborted)')
+# PostgreSQL keeps timeouts in milliseconds, in an int: above 2147483647 ms (24.8 days) it refuses them.
+MAX_PG_TIMEOUT = 2147483.647
+TIMEOUT_OPTIONS = ('lock_timeout', 'statement_timeout')
 WAIT_EVENT_TYPES = ('Activity', 'BufferPin', 'Client', 'Extension', 'InjectionPoint', 'IO', 'IPC', 'Lock',
                     'LWLock', 'Timeout')
 
@@ -60,6 +65,8 @@ def postgres_common_argument_spec():
                       choices=['allow', 'disable', 'prefer', 'require', 'verify-ca', 'verify-full']),
         ca_cert=dict(type='path', aliases=['ssl_rootcert']),
         connect_timeout=dict(type='int', default=10),
+        lock_timeout=dict(type='raw', default='10s'),
+        statement_timeout=dict(type='raw', default='2m'),
     )
 
 
@@ -85,47 +92,119 @@ def _first_line(exc):
     return ' '.join(lines[:2]) if lines else exc.__class__.__name__
 
 
-class PgClient(object):
-    """A small wrapper over one psycopg2 connection.
+def _nul_option(value, name):
+    """The name of the first option (or list item, dict key) holding a NUL character, or None."""
+    if isinstance(value, str):
+        return name if '\x00' in value else None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _nul_option(item, '%s[%d]' % (name, index))
+            if found:
+                return found
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _nul_option(key, name) or _nul_option(item, '%s.%s' % (name, key))
+            if found:
+                return found
+    return None
 
-    Every statement goes through :meth:`query`/:meth:`execute`, which record it in
-    ``executed_queries`` (with parameters bound, secrets redacted) and turn any database
-    error into ``module.fail_json`` with one clear message.
+
+NUL_MESSAGE = '%s contains a NUL (0x00) character, which PostgreSQL cannot take: nothing was sent'
+
+
+def connection_settings(module, application_name=APPLICATION_NAME):
+    """Everything needed to open a session, from the module's options, built in one place.
+
+    Returns ``dict(connect=<psycopg2.connect() keyword arguments>, session=<settings set on every
+    session>)``; fails the module with one message on a bad value (a NUL in any option, a
+    connect_timeout below 1 s, a lock_timeout or statement_timeout that is not a positive duration
+    PostgreSQL can hold). Used by PgClient and by anything that must open a session of its own
+    (the lock holder of tview_lock).
+    """
+    p = module.params
+    for name in sorted(p):
+        found = _nul_option(p[name], name)
+        if found:
+            module.fail_json(msg=NUL_MESSAGE % found)
+    if p['connect_timeout'] is not None and p['connect_timeout'] < 1:
+        module.fail_json(msg='connect_timeout must be at least 1 second, got %s' % p['connect_timeout'])
+    session = {}
+    for name in TIMEOUT_OPTIONS:
+        seconds = duration_param(module, name, minimum=0.001, maximum=MAX_PG_TIMEOUT, resolution=0.001,
+                                 allow_empty=False)
+        if seconds is None:
+            module.fail_json(msg='%s must be a positive duration such as 10s, got %r' % (name, p.get(name)))
+        session[name] = '%dms' % int(round(seconds * 1000))
+    kwargs = dict(
+        port=p['login_port'],
+        user=p['login_user'],
+        dbname=p['login_db'],
+        sslmode=p['ssl_mode'],
+        connect_timeout=p['connect_timeout'],
+        application_name=application_name,
+    )
+    host = p['login_unix_socket'] or p['login_host']
+    if host:
+        kwargs['host'] = host
+    if p['login_password'] is not None:
+        kwargs['password'] = p['login_password']
+    if p['ca_cert']:
+        kwargs['sslrootcert'] = p['ca_cert']
+    return dict(connect=kwargs, session=session, given=dict((name, p[name]) for name in TIMEOUT_OPTIONS))
+
+
+def open_connection(settings, autocommit=True):
+    """A psycopg2 connection with the session settings applied (lock_timeout, statement_timeout).
+
+    Raises psycopg2.Error; PgClient turns it into one message, a forked helper reports it its own way.
+    """
+    conn = psycopg2.connect(**settings['connect'])
+    try:
+        conn.autocommit = True
+        cursor = conn.cursor()
+        try:
+            names = sorted(settings['session'])
+            cursor.execute('SELECT ' + ', '.join('pg_catalog.set_config(%s, %s, false)' for dummy in names),
+                           [item for name in names for item in (name, settings['session'][name])])
+        finally:
+            cursor.close()
+        conn.autocommit = autocommit
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class PgClient(object):
+    """The only way into PostgreSQL: one psycopg2 connection, every statement through it.
+
+    Every statement goes through :meth:`query`/:meth:`execute` (which fail the module with one
+    clear message on a database error) or :meth:`try_query` (which returns the error instead); all
+    record it (parameters bound, secrets redacted) in :attr:`queries`. psycopg2.sql compositions are
+    rendered to text (:meth:`render`). :meth:`transaction` groups statements; the session carries
+    the ``lock_timeout`` and ``statement_timeout`` options.
     """
 
     def __init__(self, module, autocommit=True):
         self.module = module
         self.params = module.params
-        self.executed_queries = []
-        self.conn = None
+        self._executed = []
+        self._conn = None
         ensure_psycopg2(module)
+        self._settings = connection_settings(module)
         self._connect(autocommit)
 
     def _connect(self, autocommit):
         p = self.params
-        if p['connect_timeout'] is not None and p['connect_timeout'] < 1:
-            self.module.fail_json(msg='connect_timeout must be at least 1 second, got %s' % p['connect_timeout'])
-        kwargs = dict(
-            port=p['login_port'],
-            user=p['login_user'],
-            dbname=p['login_db'],
-            sslmode=p['ssl_mode'],
-            connect_timeout=p['connect_timeout'],
-            application_name=APPLICATION_NAME,
-        )
-        host = p['login_unix_socket'] or p['login_host']
-        if host:
-            kwargs['host'] = host
-        if p['login_password'] is not None:
-            kwargs['password'] = p['login_password']
-        if p['ca_cert']:
-            kwargs['sslrootcert'] = p['ca_cert']
         try:
-            self.conn = psycopg2.connect(**kwargs)
-            self.conn.autocommit = autocommit
+            self._conn = open_connection(self._settings, autocommit)
         except psycopg2.Error as exc:
-            self.module.fail_json(msg='Unable to connect to PostgreSQL at %s: %s' % (describe_target(p), _first_line(exc)))
-        self.server_version = self.conn.server_version
+            msg = 'Unable to connect to PostgreSQL at %s: %s' % (describe_target(p), _first_line(exc))
+            if p.get('unreachable') == 'unknown':
+                # A diagnosis reports a server it cannot reach (status unknown), as postgresql_ping does.
+                self.module.exit_json(**diagnosis_result('unknown', [msg], msg=msg, executed_queries=[]))
+            self.module.fail_json(msg=msg)
+        self.server_version = self._conn.server_version
         if self.server_version < MIN_SERVER_VERSION:
             self.fail('PostgreSQL %s at %s is not supported: this collection needs PostgreSQL 13 or newer'
                       % (self.version_string, describe_target(p)))
@@ -138,28 +217,65 @@ class PgClient(object):
     def version_at_least(self, major):
         return self.server_version >= major * 10000
 
+    @property
+    def queries(self):
+        """The statements run so far (bound, redacted), for the ``executed_queries`` of a result."""
+        return list(self._executed)
+
+    @property
+    def in_transaction(self):
+        return self._conn is not None and not self._conn.autocommit
+
     def fail(self, msg, **kwargs):
         self.close()
-        self.module.fail_json(msg=msg, executed_queries=self.executed_queries, **kwargs)
+        self.module.fail_json(msg=msg, executed_queries=self.queries, **kwargs)
 
-    def _run(self, sql, params, fetch):
-        cursor = self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+    def render(self, statement):
+        """Text of a statement: psycopg2.sql compositions rendered with this connection's quoting."""
+        if hasattr(statement, 'as_string'):
+            return statement.as_string(self._conn)
+        return statement
+
+    def _error_message(self, exc):
+        text = _first_line(exc)
+        code = getattr(exc, 'pgcode', None)
+        if code == '55P03' or 'lock timeout' in text:
+            text += ' (lock_timeout %s: another session holds the lock; raise lock_timeout to wait longer)' \
+                % self._settings['given']['lock_timeout']
+        elif code == '57014' and 'statement timeout' in text:
+            text += ' (statement_timeout %s)' % self._settings['given']['statement_timeout']
+        return text
+
+    def _run(self, sql, params, fetch, fail=True):
+        """Run one statement: rows (fetch) or rowcount; with fail=False, (result, error text) instead."""
+        sql = self.render(sql)
+        cursor = self._conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
         try:
             try:
                 cursor.execute(sql, params)
             finally:
                 if cursor.query is not None:
-                    self.executed_queries.append(excerpt(to_native(cursor.query), 0))
+                    self._executed.append(excerpt(to_native(cursor.query), 0))
             if fetch and cursor.description is not None:
-                return [dict(row) for row in cursor.fetchall()]
-            return cursor.rowcount
+                rows = [dict(row) for row in cursor.fetchall()]
+            else:
+                rows = cursor.rowcount
+            return rows if fail else (rows, None)
+        except ValueError as exc:  # psycopg2 refuses a NUL in a bound string before sending anything
+            if 'NUL' not in str(exc):
+                raise
+            self.fail(NUL_MESSAGE % 'a value bound to the query', query=excerpt(sql, 0))
         except psycopg2.Error as exc:
-            if not self.conn.autocommit:
-                self.conn.rollback()
-            self.fail('Query failed on PostgreSQL at %s: %s' % (describe_target(self.params), _first_line(exc)),
-                      query=excerpt(sql if isinstance(sql, str) else to_native(sql), 0))
+            if fail:
+                if not self._conn.autocommit:
+                    self._conn.rollback()
+                self.fail('Query failed on PostgreSQL at %s: %s' % (describe_target(self.params),
+                                                                   self._error_message(exc)),
+                          query=excerpt(sql, 0))
+            return None, self._error_message(exc)
         finally:
             cursor.close()
+        return None  # not reached: fail() exits
 
     def query(self, sql, params=None):
         """Run a statement and return its rows as a list of dicts."""
@@ -173,13 +289,56 @@ class PgClient(object):
         """Run a statement and return the affected row count."""
         return self._run(sql, params, fetch=False)
 
-    def close(self):
-        if self.conn is not None:
+    def try_query(self, sql, params=None, fetch=True):
+        """Run a statement without failing the module: returns ``(rows or rowcount, None)`` or ``(None, error)``.
+
+        Inside a transaction, the caller keeps the transaction usable with a savepoint.
+        """
+        return self._run(sql, params, fetch, fail=False)
+
+    @contextlib.contextmanager
+    def transaction(self, commit=True):
+        """Statements of the block in one transaction: committed at the end (rolled back with
+        ``commit=False``, e.g. a read-only check), rolled back on any error; autocommit restored after.
+        Nested use joins the outer transaction."""
+        if self.in_transaction:
+            yield self
+            return
+        self._conn.autocommit = False
+        try:
+            yield self
+        except BaseException:
+            if self._conn is not None:
+                try:
+                    self._conn.rollback()
+                except psycopg2.Error:
+                    pass
+            raise
+        else:
             try:
-                self.conn.close()
+                if commit:
+                    self._conn.commit()
+                else:
+                    self._conn.rollback()
+            except psycopg2.Error as exc:
+                self.fail('Could not %s the transaction on PostgreSQL at %s: %s'
+                          % ('commit' if commit else 'end', describe_target(self.params), self._error_message(exc)))
+        finally:
+            if self._conn is not None:
+                self._conn.autocommit = True
+
+    def rollback(self):
+        """Roll back the open transaction (inside :meth:`transaction`), keeping the session."""
+        if self.in_transaction:
+            self._conn.rollback()
+
+    def close(self):
+        if self._conn is not None:
+            try:
+                self._conn.close()
             except Exception:  # pylint: disable=broad-except
                 pass
-            self.conn = None
+            self._conn = None
 
     # --- version-aware catalog queries -------------------------------------------------
 

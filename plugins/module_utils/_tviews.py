@@ -22,16 +22,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.module_utils.common.text.converters import to_native
-
-from ansible_collections.incident.response.plugins.module_utils._common import excerpt
-from ansible_collections.incident.response.plugins.module_utils._postgres import _first_line, describe_target
+from ansible_collections.incident.response.plugins.module_utils._postgres import describe_target
 
 try:
-    import psycopg2
     from psycopg2 import sql as pgsql
 except ImportError:  # the PgClient reports the missing library
-    psycopg2 = None
     pgsql = None
 
 RUNBOOK = 'runbook'
@@ -103,25 +98,6 @@ SELECT pg_catalog.to_regclass('pg_tviews_metadata') IS NOT NULL AS metadata,
     return None
 
 
-def try_query(client, statement, params=None, fetch=True):
-    """Run a statement, returning (rows_or_rowcount, error_text) instead of failing the module."""
-    cursor = client.conn.cursor()
-    try:
-        try:
-            cursor.execute(statement, params)
-        finally:
-            if cursor.query is not None:
-                client.executed_queries.append(excerpt(to_native(cursor.query), 0))
-        if fetch and cursor.description is not None:
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, r)) for r in cursor.fetchall()], None
-        return cursor.rowcount, None
-    except psycopg2.Error as exc:
-        return None, _first_line(exc)
-    finally:
-        cursor.close()
-
-
 def relation_identifier(name, schema=None):
     """A psycopg2.sql.Identifier for a TVIEW name ('tv_x', 'schema.tv_x' or schema given)."""
     if schema:
@@ -172,12 +148,12 @@ def health_check_rows(client, contract):
     exists = client.query_one('SELECT pg_catalog.to_regproc(%s) IS NOT NULL AS ok', (function,))
     if not exists['ok']:
         return None, '%s() does not exist' % function
-    in_transaction = not client.conn.autocommit
+    in_transaction = client.in_transaction
     if in_transaction:
-        try_query(client, 'SAVEPOINT tview_health', fetch=False)
-    rows, error = try_query(client, 'SELECT * FROM %s()' % function)
+        client.try_query('SAVEPOINT tview_health', fetch=False)
+    rows, error = client.try_query('SELECT * FROM %s()' % function)
     if error and in_transaction:
-        try_query(client, 'ROLLBACK TO SAVEPOINT tview_health', fetch=False)
+        client.try_query('ROLLBACK TO SAVEPOINT tview_health', fetch=False)
     return rows, error
 
 
@@ -228,24 +204,19 @@ def integrity_check(client, tviews, statement_timeout_ms, limit=None):
     Returns a list of dicts: name, ok, rows or error.
     """
     results = []
-    was_autocommit = client.conn.autocommit
-    client.conn.autocommit = False
-    try:
-        try_query(client, 'SET TRANSACTION READ ONLY', fetch=False)
-        try_query(client, 'SET LOCAL statement_timeout = %s', (int(statement_timeout_ms),), fetch=False)
+    with client.transaction(commit=False):
+        client.try_query('SET TRANSACTION READ ONLY', fetch=False)
+        client.try_query('SET LOCAL statement_timeout = %s', (int(statement_timeout_ms),), fetch=False)
         for schema, name in tviews[:limit] if limit else tviews:
             label = '%s.%s' % (schema, name) if schema else name
-            try_query(client, 'SAVEPOINT tview_integrity', fetch=False)
+            client.try_query('SAVEPOINT tview_integrity', fetch=False)
             statement = pgsql.SQL('SELECT count(*) AS n FROM {}').format(relation_identifier(name, schema))
-            rows, error = try_query(client, statement)
+            rows, error = client.try_query(statement)
             if error:
-                try_query(client, 'ROLLBACK TO SAVEPOINT tview_integrity', fetch=False)
+                client.try_query('ROLLBACK TO SAVEPOINT tview_integrity', fetch=False)
                 results.append(dict(name=label, ok=False, error=error))
             else:
                 results.append(dict(name=label, ok=True, rows=rows[0]['n']))
-        client.conn.rollback()
-    finally:
-        client.conn.autocommit = was_autocommit
     return results
 
 

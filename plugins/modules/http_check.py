@@ -11,13 +11,15 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 ---
 module: http_check
-short_description: Probe HTTP endpoints a few times and judge them ok, degraded or down by latency p95
+short_description: Probe HTTP endpoints a few times and judge them by answers and latency p95
 version_added: 0.1.0
 description:
   - Sends O(count) requests to each of O(urls) and records each answer's status code and latency, the p95 of the
     latencies and whether the body matches O(body_pattern).
-  - "RV(status): V(down) when an endpoint never answered as expected (status in O(expect_status) and body
+  - "RV(health): V(down) when an endpoint never answered as expected (status in O(expect_status) and body
     matching); V(degraded) when some probes failed or a p95 is above O(p95_warning) seconds; else V(ok)."
+  - "RV(status), the status every diagnosis of the collection speaks: V(critical) when an endpoint is down or at
+    SEV1/SEV2 (a p95 above O(p95_critical)), V(warning) when degraded at SEV3, else V(ok)."
   - "RV(severity) follows the schedule generator runbook: every endpoint down is SEV1 (complete outage), one
     endpoint of several down or a p95 above O(p95_critical) (30 s) is SEV2, a p95 above O(p95_warning) (10 s)
     or some failed probes is SEV3."
@@ -46,7 +48,7 @@ options:
     type: int
     default: 3
   interval:
-    description: Seconds to pause between two requests to the same endpoint.
+    description: Seconds to pause between two requests to the same endpoint (at most 3600).
     type: float
     default: 0
   method:
@@ -60,14 +62,18 @@ options:
     elements: int
     default: [200]
   body_pattern:
-    description: A Python regular expression the body of a good answer must match.
+    description:
+      - A Python regular expression the body of a good answer must match (searched in the first MiB of the
+        body). Nested repeats such as V((a+\)+) are refused, and a search that takes more than a second fails
+        the module.
     type: str
   headers:
     description: Request headers.
     type: dict
   request_timeout:
     description:
-      - Seconds to wait for one answer. A request that times out counts as failed with this latency.
+      - Seconds to wait for one answer (positive, at most 3600). A request that times out counts as failed with
+        this latency.
       - Keep it above O(p95_critical) so that a SEV2 latency can be measured.
     type: float
     default: 35
@@ -95,6 +101,10 @@ EXAMPLES = r'''
   register: api
   failed_when: api.status != 'ok'
 
+- name: Tell a slow API from a dead one
+  ansible.builtin.debug:
+    msg: "{{ api.health }}: {{ api.reasons }}"
+
 - name: Wait until the API answers (the module's own retries with until)
   incident.response.http_check:
     url: http://127.0.0.1:58080/health
@@ -107,10 +117,20 @@ EXAMPLES = r'''
 
 RETURN = r'''
 status:
-  description: C(ok), C(degraded) or C(down), the worst endpoint.
+  description: C(ok), C(warning) or C(critical), the worst endpoint (the status of every diagnosis).
   returned: success
   type: str
   sample: ok
+health:
+  description: C(ok), C(degraded) or C(down), the worst endpoint (the detail behind RV(status)).
+  returned: success
+  type: str
+  sample: ok
+changed:
+  description: Always false (reads only).
+  returned: always
+  type: bool
+  sample: false
 severity:
   description: C(SEV1), C(SEV2), C(SEV3), or null when ok.
   returned: success
@@ -142,7 +162,13 @@ endpoints:
       description: The URL.
       type: str
     status:
+      description: C(ok), C(warning) or C(critical).
+      type: str
+    health:
       description: C(ok), C(degraded) or C(down).
+      type: str
+    severity:
+      description: C(SEV2), C(SEV3), or null when ok.
       type: str
     ok_count:
       description: Probes answered as expected.
@@ -180,9 +206,25 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.incident.response.plugins.module_utils._common import redact
+from ansible_collections.incident.response.plugins.module_utils._common import (
+    diagnosis_result,
+    duration_param,
+    new_module,
+    redact,
+    regex_param,
+    worst_status,
+)
 
 LEVELS = ('ok', 'degraded', 'down')
+MAX_SECONDS = 3600
+BODY_LIMIT = 1024 * 1024
+
+
+def status_of(health, severity):
+    """The diagnosis status of an endpoint's health: down or SEV1/SEV2 is critical, degraded warning."""
+    if health == 'down' or severity in ('SEV1', 'SEV2'):
+        return 'critical'
+    return 'warning' if health == 'degraded' else 'ok'
 
 
 def p95(values):
@@ -251,7 +293,8 @@ def judge(endpoint, p):
 
 
 def main():
-    module = AnsibleModule(
+    module = new_module(
+        AnsibleModule,
         argument_spec=dict(
             urls=dict(type='list', elements='str', required=True, aliases=['url']),
             count=dict(type='int', default=3),
@@ -275,19 +318,22 @@ def main():
             module.fail_json(msg='urls: %r is not an http:// or https:// URL' % redact(url))
     if p['count'] < 1:
         module.fail_json(msg='count must be at least 1, got %s' % p['count'])
-    if p['request_timeout'] <= 0 or p['interval'] < 0:
+    if not (p['request_timeout'] > 0) or not (p['interval'] >= 0):
         module.fail_json(msg='request_timeout must be positive and interval not negative')
+    duration_param(module, 'request_timeout', maximum=MAX_SECONDS)
+    duration_param(module, 'interval', maximum=MAX_SECONDS)
+    for name in ('p95_warning', 'p95_critical'):
+        duration_param(module, name)
     if p['p95_warning'] < 0 or p['p95_critical'] < p['p95_warning']:
         module.fail_json(msg='p95_warning must not be negative and p95_critical not below it, got %s and %s'
                          % (p['p95_warning'], p['p95_critical']))
-    pattern = None
-    if p['body_pattern']:
-        try:
-            pattern = re.compile(p['body_pattern'])
-        except re.error as exc:
-            module.fail_json(msg='body_pattern: %r is not a valid regular expression: %s' % (p['body_pattern'], exc))
+    for name, value in (p['headers'] or {}).items():
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool) \
+                or any(c in '%s%s' % (name, value) for c in '\r\n\x00'):
+            module.fail_json(msg='headers: %r must be a single-line string' % redact(str(name)))
+    pattern = regex_param(module, 'body_pattern', max_input=BODY_LIMIT) if p['body_pattern'] else None
 
-    endpoints, reasons, severities, statuses = [], [], [], []
+    endpoints, reasons, severities, healths = [], [], [], []
     for url in p['urls']:
         probes = []
         for index in range(p['count']):
@@ -306,25 +352,27 @@ def main():
             body_match=(all(matches) if matches else None) if pattern is not None else None,
             errors=[redact(x['error']) for x in probes if x['error']],
         )
-        status, severity, found = judge(endpoint, p)
-        endpoint['status'] = status
+        health, severity, found = judge(endpoint, p)
+        endpoint['health'] = health
+        endpoint['status'] = status_of(health, severity)
         endpoint['severity'] = severity
         endpoints.append(endpoint)
         reasons.extend(found)
-        statuses.append(status)
+        healths.append(health)
         if severity:
             severities.append(severity)
 
-    down = statuses.count('down')
-    status = max(statuses, key=LEVELS.index)
+    down = healths.count('down')
+    health = max(healths, key=LEVELS.index)
     severity = min(severities) if severities else None
-    if down and down == len(statuses):
+    if down and down == len(healths):
         severity = 'SEV1'
         reasons.append('every endpoint is down: complete outage (SEV1)')
     priority = ('P' + severity[3:]) if severity else None
     p95_values = [e['p95'] for e in endpoints if e['p95'] is not None]
-    module.exit_json(changed=False, status=status, severity=severity, priority=priority, reasons=reasons,
-                     p95=max(p95_values) if p95_values else None, endpoints=endpoints)
+    status = worst_status([status_of(health, severity)] + [e['status'] for e in endpoints])
+    module.exit_json(**diagnosis_result(status, reasons, health=health, severity=severity, priority=priority,
+                                        p95=max(p95_values) if p95_values else None, endpoints=endpoints))
 
 
 if __name__ == '__main__':

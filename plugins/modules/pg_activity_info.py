@@ -21,8 +21,9 @@ description:
     check_postgres's (backends at 90% and 95% of C(max_connections)).
   - Sessions waiting on locks are those with C(wait_event_type = 'Lock'); the C(state = 'waiting') of older
     runbooks matches no row on any supported PostgreSQL version.
-  - Read only. An unreachable server is a failure with a message naming it; use the returned O(ignore:status) to
-    decide, not the task result.
+  - Read only. An unreachable server is a failure with a message naming it (or, with O(unreachable=unknown), a
+    O(ignore:status) of C(unknown) with the reason); use the returned O(ignore:status) to decide, not the task
+    result.
 author:
   - incident.response developers (@incident-response)
 extends_documentation_fragment:
@@ -83,6 +84,15 @@ options:
     description: Query texts are cut to this many characters (and passwords in them masked).
     type: int
     default: 200
+  unreachable:
+    description:
+      - What a server that cannot be reached (refused, timed out, authentication failed) is.
+      - V(fail) fails the task with a message naming the server.
+      - V(unknown) reports RV(status=unknown), RV(reasons) and RV(msg) naming the server, and succeeds (as
+        C(community.postgresql.postgresql_ping) reports rather than fails); the other return values are absent.
+    type: str
+    default: fail
+    choices: [fail, unknown]
 seealso:
   - module: incident.response.pg_backends
 notes:
@@ -112,19 +122,31 @@ EXAMPLES = r'''
 
 RETURN = r'''
 status:
-  description: C(ok), C(warning) or C(critical), the worst of the thresholds crossed.
+  description:
+    - C(ok), C(warning) or C(critical), the worst of the thresholds crossed.
+    - C(unknown) when the server could not be reached and O(unreachable=unknown).
   returned: always
   type: str
   sample: critical
 reasons:
-  description: One sentence per threshold crossed.
+  description: One sentence per threshold crossed (or why the server could not be reached).
   returned: always
   type: list
   elements: str
   sample: ["3 sessions idle in transaction for at least 30m"]
+msg:
+  description: Why the server could not be reached.
+  returned: when RV(status) is C(unknown)
+  type: str
+  sample: "Unable to connect to PostgreSQL at 127.0.0.1:5432 as monitoring (database postgres): Connection refused"
+changed:
+  description: Always false (reads only).
+  returned: always
+  type: bool
+  sample: false
 server_version:
   description: Server version, major.minor.
-  returned: always
+  returned: when the server answered
   type: str
   sample: "15.8"
 connections:
@@ -221,10 +243,11 @@ executed_queries:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.incident.response.plugins.module_utils._common import (
-    DurationError,
     StatusBuilder,
+    diagnosis_result,
+    duration_param,
     format_duration,
-    parse_duration,
+    new_module,
     plural,
 )
 from ansible_collections.incident.response.plugins.module_utils._postgres import (
@@ -336,21 +359,19 @@ def main():
         databases=dict(type='list', elements='str'),
         top=dict(type='int', default=10),
         query_excerpt_length=dict(type='int', default=200),
+        unreachable=dict(type='str', default='fail', choices=['fail', 'unknown']),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
 
-    try:
-        thresholds = dict(
-            connections_warning_pct=p['connections_warning_pct'],
-            connections_critical_pct=p['connections_critical_pct'],
-            lock_waiters_warning=p['lock_waiters_warning'],
-            lock_waiters_critical_pct=p['lock_waiters_critical_pct'],
-            idle_in_transaction_age=parse_duration(p['idle_in_transaction_age'], 'idle_in_transaction_age'),
-            long_query_age=parse_duration(p['long_query_age'], 'long_query_age'),
-        )
-    except DurationError as exc:
-        module.fail_json(msg=str(exc))
+    thresholds = dict(
+        connections_warning_pct=p['connections_warning_pct'],
+        connections_critical_pct=p['connections_critical_pct'],
+        lock_waiters_warning=p['lock_waiters_warning'],
+        lock_waiters_critical_pct=p['lock_waiters_critical_pct'],
+        idle_in_transaction_age=duration_param(module, 'idle_in_transaction_age', required=True),
+        long_query_age=duration_param(module, 'long_query_age', required=True),
+    )
     for name in ('connections_warning_pct', 'connections_critical_pct', 'lock_waiters_critical_pct'):
         if not 0 <= p[name] <= 100:
             module.fail_json(msg='%s must be between 0 and 100, got %s' % (name, p[name]))
@@ -371,13 +392,8 @@ def main():
 
     result = assess(rows, limits, thresholds, databases=p['databases'], top=p['top'],
                     excerpt_length=p['query_excerpt_length'])
-    result.update(
-        changed=False,
-        server_version=client.version_string,
-        thresholds=thresholds,
-        executed_queries=client.executed_queries,
-    )
-    module.exit_json(**result)
+    module.exit_json(**diagnosis_result(result.pop('status'), result.pop('reasons'), server_version=client.version_string,
+                                        thresholds=thresholds, executed_queries=client.queries, **result))
 
 
 if __name__ == '__main__':

@@ -57,7 +57,8 @@ options:
   min_state_age:
     description:
       - Only backends whose state has not changed for at least this long (C(state_change)).
-      - Seconds, or a duration such as V(30m), V(1h30m), V(45s).
+      - Seconds, or a duration such as V(30m), V(1h30m), V(45s). An empty value is refused (it would drop the
+        filter); omit the option instead.
     type: raw
   min_xact_age:
     description: Only backends whose transaction is at least this old (C(xact_start)). Seconds or a duration.
@@ -81,6 +82,8 @@ options:
     description:
       - Only backends whose query text matches this regular expression (Python syntax, searched anywhere in
         the text). Matched by the module, never pasted into SQL.
+      - An empty pattern is refused (it matches every query), and so are nested repeats such as V((a+\)+)
+        (exponential matching time); a search that takes more than a second fails the module.
     type: str
   wait_event_types:
     description: Only backends waiting on one of these kinds of event (V(Lock) for lock waits).
@@ -211,17 +214,18 @@ executed_queries:
   elements: str
 '''
 
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.incident.response.plugins.module_utils._common import (
     WAIT_ARGUMENT_SPEC,
-    DurationError,
+    duration_param,
     format_duration,
     make_action,
-    parse_duration,
+    new_module,
     plural,
+    regex_param,
+    remediation_result,
     validate_wait_args,
     wait_until,
 )
@@ -242,17 +246,16 @@ SIGNAL_FUNCTION = dict(cancel='pg_catalog.pg_cancel_backend', terminate='pg_cata
 PAST_TENSE = dict(cancel='cancelled', terminate='terminated')
 
 
-def build_criteria(params):
-    """Turn module parameters into BackendCriteria; raises ValueError with a clear message."""
+def build_criteria(module):
+    """Turn the module's parameters into BackendCriteria, or fail the module with one clear message.
+
+    An empty age or pattern is refused: it would silently drop that filter, or match every query.
+    """
+    params = module.params
     ages = {}
     for name in ('min_state_age', 'min_xact_age', 'min_query_age'):
-        ages[name] = parse_duration(params.get(name), name)
-    pattern = None
-    if params.get('query_pattern') is not None:
-        try:
-            pattern = re.compile(params['query_pattern'])
-        except re.error as exc:
-            raise ValueError('query_pattern %r is not a valid regular expression: %s' % (params['query_pattern'], exc))
+        ages[name] = duration_param(module, name, allow_empty=False)
+    pattern = regex_param(module, 'query_pattern')
     return BackendCriteria(
         states=params.get('states'),
         datnames=params.get('datnames'),
@@ -316,15 +319,12 @@ def main():
                                              'pg_recvlogical', 'postgres_exporter']),
         query_excerpt_length=dict(type='int', default=200),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     validate_wait_args(module)
     if p['max_backends'] < 1:
         module.fail_json(msg='max_backends must be at least 1, got %s' % p['max_backends'])
-    try:
-        criteria = build_criteria(p)
-    except (DurationError, ValueError) as exc:
-        module.fail_json(msg=str(exc))
+    criteria = build_criteria(module)
     if criteria.is_empty():
         module.fail_json(msg='pg_backends needs at least one filter (states, min_*_age, datnames, usenames, '
                              'application_names, query_pattern, wait_event_types or pids): refusing to %s every '
@@ -344,7 +344,6 @@ def main():
     if hidden:
         module.warn(hidden)
     result = dict(
-        changed=False,
         backends=[session_view(r, excerpt_length) for r in targets],
         protected=[dict(session_view(r, excerpt_length), reason=reason) for r, reason in protected],
         actions=[],
@@ -380,7 +379,6 @@ def main():
             else:
                 entry['error'] = 'backend had already ended'
         result['actions'].append(entry)
-    result['changed'] = bool(targets)
 
     after_pids = before_pids
     if result['signalled'] and p['wait']:
@@ -407,11 +405,10 @@ def main():
         summary = 'no backend matches; nothing to %s' % p['action']
     if protected:
         summary += '; %s left alone' % plural(len(protected), 'protected backend')
-    result['summary'] = summary
-    if module._diff:
-        result['diff'] = dict(before=dict(pids=before_pids), after=dict(pids=after_pids if not module.check_mode else []))
-    result['executed_queries'] = client.executed_queries
-    module.exit_json(**result)
+    diff = dict(before=dict(pids=before_pids), after=dict(pids=after_pids if not module.check_mode else []))
+    actions = result.pop('actions')
+    module.exit_json(**remediation_result(bool(targets), actions, summary, diff=diff, check_mode=module.check_mode,
+                                          want_diff=module._diff, executed_queries=client.queries, **result))
 
 
 if __name__ == '__main__':

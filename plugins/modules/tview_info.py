@@ -76,13 +76,23 @@ options:
     type: int
     default: 0
   statement_timeout:
-    description: Statement timeout of each integrity read (seconds or a duration such as V(5s), V(500ms)).
+    description:
+      - Statement timeout of each integrity read (seconds or a duration such as V(5s), V(500ms)), and of every
+        other statement of the module's session (it replaces the default of the connection options).
     type: raw
     default: 5s
   error_limit:
     description: List at most this many TVIEWs in RV(errors) and RV(stale).
     type: int
     default: 50
+  unreachable:
+    description:
+      - What a server that cannot be reached is. V(fail) fails the task with a message naming the server;
+        V(unknown) reports RV(status=unknown) with the reason in RV(reasons) and RV(msg), and succeeds.
+      - Keep V(fail) where a later step must not run without the assessment (the emergency path).
+    type: str
+    default: fail
+    choices: [fail, unknown]
 seealso:
   - module: incident.response.tview_state
   - module: incident.response.tview_queue
@@ -123,14 +133,25 @@ server_version:
   returned: always
   type: str
 status:
-  description: V(ok), V(warning) (HIGH or MONITOR) or V(critical) (CRITICAL, or integrity failures).
+  description:
+    - V(ok), V(warning) (HIGH or MONITOR) or V(critical) (CRITICAL, or integrity failures).
+    - V(unknown) when the server could not be reached and O(unreachable=unknown); only RV(status), RV(reasons),
+      RV(msg) and RV(changed) are returned then.
   returned: always
   type: str
 reasons:
-  description: The thresholds crossed, as short sentences.
+  description: The thresholds crossed, as short sentences (or why the server could not be reached).
   returned: always
   type: list
   elements: str
+msg:
+  description: Why the server could not be reached.
+  returned: when RV(status) is V(unknown)
+  type: str
+changed:
+  description: Always false (reads only).
+  returned: always
+  type: bool
 emergency_level:
   description: V(CRITICAL), V(HIGH), V(MONITOR) or V(OK) (the emergency runbook's Step 2).
   returned: always
@@ -229,8 +250,16 @@ executed_queries:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import DurationError, parse_duration
-from ansible_collections.incident.response.plugins.module_utils._postgres import PgClient, postgres_common_argument_spec
+from ansible_collections.incident.response.plugins.module_utils._common import (
+    diagnosis_result,
+    duration_param,
+    new_module,
+)
+from ansible_collections.incident.response.plugins.module_utils._postgres import (
+    MAX_PG_TIMEOUT,
+    PgClient,
+    postgres_common_argument_spec,
+)
 from ansible_collections.incident.response.plugins.module_utils._tviews import (
     CONTRACT_CHOICES,
     EXTENSION,
@@ -263,27 +292,26 @@ def argument_spec():
         integrity_limit=dict(type='int', default=0),
         statement_timeout=dict(type='raw', default='5s'),
         error_limit=dict(type='int', default=50),
+        unreachable=dict(type='str', default='fail', choices=['fail', 'unknown']),
     )
     return spec
 
 
-def validate(params):
-    """Check and convert the thresholds; returns (thresholds, statement_timeout_ms) or raises ValueError."""
-    try:
-        stale_after = parse_duration(params['stale_after'], 'stale_after')
-        timeout = parse_duration(params['statement_timeout'], 'statement_timeout')
-    except DurationError as exc:
-        raise ValueError(str(exc))
+def validate(module):
+    """Check and convert the thresholds; returns (thresholds, statement_timeout_ms) or fails the module."""
+    params = module.params
+    stale_after = duration_param(module, 'stale_after')
+    timeout = duration_param(module, 'statement_timeout', resolution=0.001, maximum=MAX_PG_TIMEOUT)
     if stale_after is None or stale_after <= 0:
-        raise ValueError('stale_after must be a positive duration, got %r' % (params['stale_after'],))
+        module.fail_json(msg='stale_after must be a positive duration, got %r' % (params['stale_after'],))
     if timeout is None or timeout <= 0:
-        raise ValueError('statement_timeout must be a positive duration, got %r' % (params['statement_timeout'],))
+        module.fail_json(msg='statement_timeout must be a positive duration, got %r' % (params['statement_timeout'],))
     for name in ('failing_share', 'connection_share', 'exit_healthy_share'):
         if not 0 <= params[name] <= 1:
-            raise ValueError('%s must be between 0 and 1, got %s' % (name, params[name]))
+            module.fail_json(msg='%s must be between 0 and 1, got %s' % (name, params[name]))
     for name in ('max_pending', 'integrity_limit', 'error_limit'):
         if params[name] < 0:
-            raise ValueError('%s must not be negative, got %s' % (name, params[name]))
+            module.fail_json(msg='%s must not be negative, got %s' % (name, params[name]))
     thresholds = dict(failing_share=params['failing_share'], max_pending=params['max_pending'],
                       connection_share=params['connection_share'], stale_after=stale_after,
                       exit_healthy_share=params['exit_healthy_share'])
@@ -345,12 +373,9 @@ SELECT (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE state = 'active')
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
-    try:
-        thresholds, timeout_ms = validate(p)
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
+    thresholds, timeout_ms = validate(module)
 
     client = PgClient(module)
     contract = detect_contract(client, p['contract'])
@@ -383,10 +408,7 @@ def main():
         reasons.append('the health check failed: %s' % health_error)
     result.update(extra)
     result.update(
-        changed=False,
         contract=contract,
-        status=overall_status(level, integrity),
-        reasons=reasons,
         emergency_level=level['level'],
         emergency_label=level['label'],
         recommended_action=level['recommended_action'],
@@ -395,9 +417,9 @@ def main():
         priority=sev['priority'],
         response=sev['response'],
         exit_criteria=exit_criteria(facts, thresholds, integrity),
-        executed_queries=client.executed_queries,
+        executed_queries=client.queries,
     )
-    module.exit_json(**result)
+    module.exit_json(**diagnosis_result(overall_status(level, integrity), reasons, **result))
 
 
 if __name__ == '__main__':

@@ -101,6 +101,15 @@ summary:
   description: One line.
   returned: always
   type: str
+actions:
+  description:
+    - What was done (or, in check mode, would be done), as every remediation of the collection reports it.
+    - One C(take_lock) or C(release_lock) entry (C(action), C(target) the lock's name, C(detail) with the key
+      and the pids, C(done)); empty when nothing changes.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"action": "take_lock", "target": "incident.response/tview_emergency", "detail": {"key": 1234}, "done": true}]
 '''
 
 import json
@@ -110,17 +119,19 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import DurationError, parse_duration
+from ansible_collections.incident.response.plugins.module_utils._common import (
+    duration_param,
+    make_action,
+    new_module,
+    remediation_result,
+)
 from ansible_collections.incident.response.plugins.module_utils._postgres import (
     PgClient,
+    connection_settings,
     describe_target,
+    open_connection,
     postgres_common_argument_spec,
 )
-
-try:
-    import psycopg2
-except ImportError:
-    psycopg2 = None
 
 LOCK_APPLICATION = 'incident.response.lock'
 
@@ -168,15 +179,14 @@ def alive(pid):
         return True
 
 
-def hold(connect_kwargs, key, write_fd, watch_pid, max_hold):
+def hold(settings, key, write_fd, watch_pid, max_hold):
     """The background holder: take the lock, tell the module, keep the session until told or orphaned."""
     stop = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
     answer = dict(ok=False)
     conn = None
     try:
-        conn = psycopg2.connect(**connect_kwargs)
-        conn.autocommit = True
+        conn = open_connection(settings)
         cur = conn.cursor()
         cur.execute('SELECT pg_try_advisory_lock(%s), pg_backend_pid()', (key,))
         got, backend = cur.fetchone()
@@ -202,15 +212,7 @@ def hold(connect_kwargs, key, write_fd, watch_pid, max_hold):
 
 def start_holder(module, key, pid_file, watch_pid, max_hold):  # pylint: disable=too-many-locals
     p = module.params
-    kwargs = dict(port=p['login_port'], user=p['login_user'], dbname=p['login_db'], sslmode=p['ssl_mode'],
-                  connect_timeout=p['connect_timeout'], application_name=LOCK_APPLICATION)
-    host = p['login_unix_socket'] or p['login_host']
-    if host:
-        kwargs['host'] = host
-    if p['login_password'] is not None:
-        kwargs['password'] = p['login_password']
-    if p['ca_cert']:
-        kwargs['sslrootcert'] = p['ca_cert']
+    settings = connection_settings(module, application_name=LOCK_APPLICATION)
     read_fd, write_fd = os.pipe()
     child = os.fork()
     if child == 0:
@@ -224,7 +226,7 @@ def start_holder(module, key, pid_file, watch_pid, max_hold):  # pylint: disable
         with open(pid_file, 'w') as handle:
             handle.write(json.dumps(dict(holder=os.getpid(), watch=watch_pid)))
         try:
-            hold(kwargs, key, write_fd, watch_pid, max_hold)
+            hold(settings, key, write_fd, watch_pid, max_hold)
         finally:
             if (read_holder(pid_file) or {}).get('holder') == os.getpid():
                 try:
@@ -268,12 +270,9 @@ def main():
         max_hold=dict(type='raw', default='2h'),
         watch_pid=dict(type='int'),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=spec, supports_check_mode=True)
     p = module.params
-    try:
-        max_hold = parse_duration(p['max_hold'], 'max_hold')
-    except DurationError as exc:
-        module.fail_json(msg=str(exc))
+    max_hold = duration_param(module, 'max_hold')
     if not max_hold:
         module.fail_json(msg='max_hold must be a positive duration, got %r' % (p['max_hold'],))
     client = PgClient(module)
@@ -290,7 +289,10 @@ def main():
     mine = recorded['holder'] if recorded and recorded.get('watch') == watch else None
     holders = holder_sessions(client, key)
     held_by = holders[0] if holders else None
-    result = dict(changed=False, key=key, held_by=held_by)
+
+    def finish(changed, actions, summary, **facts):
+        module.exit_json(**remediation_result(changed, actions, summary, check_mode=module.check_mode,
+                                              want_diff=module._diff, key=key, **facts))
 
     if p['state'] == 'absent':
         if mine and not module.check_mode:
@@ -301,15 +303,17 @@ def main():
             deadline = time.time() + 15
             while holder_sessions(client, key) and time.time() < deadline:
                 time.sleep(0.2)
-        result.update(changed=bool(mine), summary=('released' if not module.check_mode else 'would release')
-                      + ' the lock %s' % p['name'] if mine else 'the lock %s is not held by this run' % p['name'])
         client.close()
-        module.exit_json(**result)
+        actions = [make_action('release_lock', p['name'], dict(key=key, holder_pid=mine), done=not module.check_mode)] \
+            if mine else []
+        finish(bool(mine), actions, ('released' if not module.check_mode else 'would release')
+             + ' the lock %s' % p['name'] if mine else 'the lock %s is not held by this run' % p['name'],
+             held_by=held_by)
 
     if mine and held_by and held_by['application_name'] == LOCK_APPLICATION:
         client.close()
-        module.exit_json(changed=False, key=key, held_by=held_by, holder_pid=mine, backend_pid=held_by['pid'],
-                         summary='the lock %s is already held by this run (holder pid %d)' % (p['name'], mine))
+        finish(False, [], 'the lock %s is already held by this run (holder pid %d)' % (p['name'], mine),
+             held_by=held_by, holder_pid=mine, backend_pid=held_by['pid'])
     if held_by:
         client.fail('another emergency run holds the lock %s in %s: session pid %s of %s (application_name %s, '
                     'from %s, since %s). Only one emergency run may act at a time; wait for it to finish.'
@@ -317,7 +321,8 @@ def main():
                        held_by['client_addr'] or 'local socket', held_by['backend_start']), held_by=held_by)
     if module.check_mode:
         client.close()
-        module.exit_json(changed=True, key=key, held_by=None, summary='the lock %s is free; would take it' % p['name'])
+        finish(True, [make_action('take_lock', p['name'], dict(key=key), done=False)],
+             'the lock %s is free; would take it' % p['name'], held_by=None)
     client.close()
     answer = start_holder(module, key, pid_file, watch, max_hold)
     if not answer.get('ok'):
@@ -325,8 +330,11 @@ def main():
             module.fail_json(msg='cannot take the lock %s at %s: %s' % (p['name'], describe_target(p), answer['error']))
         module.fail_json(msg='another emergency run took the lock %s in %s just now. Only one emergency run may act '
                              'at a time; wait for it to finish.' % (p['name'], describe_target(p)))
-    module.exit_json(changed=True, key=key, held_by=None, holder_pid=(read_holder(pid_file) or {}).get('holder'), backend_pid=answer['backend_pid'],
-                     watch_pid=watch, summary='took the lock %s (session pid %s)' % (p['name'], answer['backend_pid']))
+    holder = (read_holder(pid_file) or {}).get('holder')
+    finish(True, [make_action('take_lock', p['name'], dict(key=key, holder_pid=holder, backend_pid=answer['backend_pid']),
+                            done=True)],
+         'took the lock %s (session pid %s)' % (p['name'], answer['backend_pid']),
+         held_by=None, holder_pid=holder, backend_pid=answer['backend_pid'], watch_pid=watch)
 
 
 if __name__ == '__main__':

@@ -159,7 +159,12 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import make_action, plural
+from ansible_collections.incident.response.plugins.module_utils._common import (
+    make_action,
+    new_module,
+    plural,
+    remediation_result,
+)
 from ansible_collections.incident.response.plugins.module_utils._postgres import PgClient, postgres_common_argument_spec
 from ansible_collections.incident.response.plugins.module_utils._tviews import (
     ARCHIVE_TABLE,
@@ -198,29 +203,8 @@ def argument_problem(params):
     return None
 
 
-class _Rendering(object):
-    """Runs psycopg2.sql compositions through the PgClient as plain text (readable executed_queries)."""
-
-    def __init__(self, client):
-        self.client = client
-        self.params = client.params
-
-    def _text(self, statement):
-        return statement.as_string(self.client.conn) if hasattr(statement, 'as_string') else statement
-
-    def query(self, statement, params=None):
-        return self.client.query(self._text(statement), params)
-
-    def query_one(self, statement, params=None):
-        return self.client.query_one(self._text(statement), params)
-
-    def execute(self, statement, params=None):
-        return self.client.execute(self._text(statement), params)
-
-
 class Queue(object):
-    def __init__(self, pg_client, names):
-        client = _Rendering(pg_client)
+    def __init__(self, client, names):
         self.client = client
         self.names = names
         info = client.query_one("""
@@ -334,7 +318,7 @@ WHERE attrelid = pg_catalog.to_regclass('pg_tviews_queue') AND attnum > 0 AND NO
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     problem = argument_problem(p)
     if problem:
@@ -343,11 +327,11 @@ def main():
     contract = detect_contract(client, p['contract'])
     if contract == EXTENSION:
         client.close()
-        module.exit_json(changed=False, contract=contract, pending=None, oldest_pending_seconds=None,
-                         pending_by_tview=[], archived=0, restored=0, archive=dict(table=None, incidents=[]),
-                         actions=[], summary='the pg_tviews extension keeps no refresh queue: nothing to %s'
-                         % ('inspect' if p['action'] == 'inspect' else p['action']),
-                         executed_queries=client.executed_queries)
+        module.exit_json(**remediation_result(
+            False, [], 'the pg_tviews extension keeps no refresh queue: nothing to %s'
+            % ('inspect' if p['action'] == 'inspect' else p['action']),
+            contract=contract, pending=None, oldest_pending_seconds=None, pending_by_tview=[], archived=0,
+            restored=0, archive=dict(table=None, incidents=[]), executed_queries=client.queries))
 
     queue = Queue(client, p['names'])
     pending_before, oldest, by_tview = queue.pending(p['top'])
@@ -369,21 +353,17 @@ def main():
         archived = pending_before
         if pending_before:
             if not module.check_mode:
-                client.conn.autocommit = False
-                queue.ensure_archive()
-                archived = queue.move_to_archive(incident)
-                client.conn.commit()
-                client.conn.autocommit = True
+                with client.transaction():
+                    queue.ensure_archive()
+                    archived = queue.move_to_archive(incident)
             actions.append(make_action('archive_and_clear', 'pg_tviews_queue',
                                        dict(rows=archived, incident_id=incident, archive=queue.archive_name),
                                        done=not module.check_mode))
     elif p['action'] == 'restore':
         restored = queue.unrestored(incident)
         if restored and not module.check_mode:
-            client.conn.autocommit = False
-            restored = queue.move_back(incident)
-            client.conn.commit()
-            client.conn.autocommit = True
+            with client.transaction():
+                restored = queue.move_back(incident)
         if restored:
             actions.append(make_action('restore', 'pg_tviews_queue',
                                        dict(rows=restored, incident_id=incident, archive=queue.archive_name),
@@ -419,7 +399,6 @@ def main():
         return sum(r['rows'] for r in counts if r['incident_id'] == incident)
 
     result = dict(
-        changed=bool(actions),
         contract=contract,
         pending=pending_after,
         oldest_pending_seconds=None if oldest_after is None else round(oldest_after, 1),
@@ -427,19 +406,17 @@ def main():
         archived=archived,
         restored=restored,
         archive=dict(table=queue.archive_name if queue.archive_exists else None, incidents=archived_after),
-        actions=actions,
-        summary=summary,
-        executed_queries=client.executed_queries,
+        executed_queries=client.queries,
     )
     result.update(evidence)
-    if module._diff:
-        predicted_pending = pending_before - archived + restored
-        result['diff'] = dict(
-            before=dict(pending=pending_before, archived_for_incident=incident_rows(archived_before)),
-            after=dict(pending=predicted_pending if module.check_mode else pending_after,
-                       archived_for_incident=incident_rows(archived_after) if not module.check_mode
-                       else (incident_rows(archived_before) or 0) + archived))
-    module.exit_json(**result)
+    predicted_pending = pending_before - archived + restored
+    diff = dict(
+        before=dict(pending=pending_before, archived_for_incident=incident_rows(archived_before)),
+        after=dict(pending=predicted_pending if module.check_mode else pending_after,
+                   archived_for_incident=incident_rows(archived_after) if not module.check_mode
+                   else (incident_rows(archived_before) or 0) + archived))
+    module.exit_json(**remediation_result(bool(actions), actions, summary, diff=diff, check_mode=module.check_mode,
+                                          want_diff=module._diff, **result))
 
 
 if __name__ == '__main__':

@@ -146,7 +146,12 @@ executed_queries:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import make_action, plural
+from ansible_collections.incident.response.plugins.module_utils._common import (
+    make_action,
+    new_module,
+    plural,
+    remediation_result,
+)
 from ansible_collections.incident.response.plugins.module_utils._postgres import PgClient, postgres_common_argument_spec
 from ansible_collections.incident.response.plugins.module_utils._tviews import (
     CONTRACT_CHOICES,
@@ -156,7 +161,6 @@ from ansible_collections.incident.response.plugins.module_utils._tviews import (
     extension_suspension,
     is_on,
     pgsql,
-    try_query,
 )
 
 FLAG_COLUMNS = ('emergency_disabled', 'emergency_disable_time', 'emergency_disable_reason', 'last_error')
@@ -218,36 +222,36 @@ def runbook(module, client):
     if not grant['ok']:
         client.fail('role %s may not update pg_tviews_metadata (it needs UPDATE on it): nothing was changed'
                     % grant['who'])
-    client.conn.autocommit = False
-    if p['error_pattern'] is not None:
-        dummy, error = try_query(client, "SELECT '' ~ %s AS ok", (p['error_pattern'],))
-        if error:
-            client.conn.rollback()
-            client.fail('error_pattern %r is not a valid PostgreSQL regular expression: %s' % (p['error_pattern'], error))
-    where, params = 'true', []
-    if p['names']:
-        where, params = 'entity_name = ANY(%s)', [p['names']]
-    elif p['error_pattern'] is not None:
-        where, params = 'last_error ~ %s', [p['error_pattern']]
-    rows = client.query("""
+    # One transaction: the rows are locked (FOR UPDATE) from the read to the update. Check mode takes no
+    # row lock: it must never wait behind a running refresh.
+    with client.transaction():
+        if p['error_pattern'] is not None:
+            dummy, error = client.try_query("SELECT '' ~ %s AS ok", (p['error_pattern'],))
+            if error:
+                client.fail('error_pattern %r is not a valid PostgreSQL regular expression: %s' % (p['error_pattern'], error))
+        where, params = 'true', []
+        if p['names']:
+            where, params = 'entity_name = ANY(%s)', [p['names']]
+        elif p['error_pattern'] is not None:
+            where, params = 'last_error ~ %s', [p['error_pattern']]
+        rows = client.query("""
 SELECT entity_name AS name, emergency_disabled,
        to_char(emergency_disable_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS emergency_disable_time,
        emergency_disable_reason, last_error
-FROM pg_tviews_metadata WHERE {where} ORDER BY entity_name FOR UPDATE
-""".format(where=where), params)
-    if p['names']:
-        unknown = sorted(set(p['names']) - set(r['name'] for r in rows))
-        if unknown:
-            client.conn.rollback()
-            client.fail('unknown TVIEW%s %s: not in pg_tviews_metadata; nothing was changed'
-                        % ('s' if len(unknown) > 1 else '', ', '.join(unknown)))
-    targets = [r for r in rows if wanted_change(r, p['state'], p['clear_errors'])]
-    reason = full_reason(p)
-    updated = {}
-    if targets and not module.check_mode:
-        names = [r['name'] for r in targets]
-        if p['state'] == 'disabled':
-            after = client.query("""
+FROM pg_tviews_metadata WHERE {where} ORDER BY entity_name{lock}
+""".format(where=where, lock='' if module.check_mode else ' FOR UPDATE'), params)
+        if p['names']:
+            unknown = sorted(set(p['names']) - set(r['name'] for r in rows))
+            if unknown:
+                client.fail('unknown TVIEW%s %s: not in pg_tviews_metadata; nothing was changed'
+                            % ('s' if len(unknown) > 1 else '', ', '.join(unknown)))
+        targets = [r for r in rows if wanted_change(r, p['state'], p['clear_errors'])]
+        reason = full_reason(p)
+        updated = {}
+        if targets and not module.check_mode:
+            names = [r['name'] for r in targets]
+            if p['state'] == 'disabled':
+                after = client.query("""
 UPDATE pg_tviews_metadata SET emergency_disabled = true, emergency_disable_time = now(),
        emergency_disable_reason = %s
 WHERE entity_name = ANY(%s)
@@ -255,16 +259,15 @@ RETURNING entity_name AS name, emergency_disabled,
           to_char(emergency_disable_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS emergency_disable_time,
           emergency_disable_reason, last_error
 """, (reason, names))
-        else:
-            after = client.query("""
+            else:
+                after = client.query("""
 UPDATE pg_tviews_metadata SET emergency_disabled = false, emergency_disable_time = NULL,
        emergency_disable_reason = NULL{clear}
 WHERE entity_name = ANY(%s)
 RETURNING entity_name AS name, emergency_disabled, NULL::text AS emergency_disable_time,
           emergency_disable_reason, last_error
 """.format(clear=', last_error = NULL' if p['clear_errors'] else ''), (names,))
-        updated = dict((r['name'], r) for r in after)
-    client.conn.commit()
+            updated = dict((r['name'], r) for r in after)
 
     result_rows, actions = [], []
     now_marker = '(now)'
@@ -296,11 +299,9 @@ RETURNING entity_name AS name, emergency_disabled, NULL::text AS emergency_disab
         summary = 'nothing to %s: %s already %s' % (verb, plural(len(rows), 'TVIEW'), p['state'])
     if not rows:
         summary = 'no TVIEW matches; nothing to %s' % verb
-    result = dict(changed=bool(targets), tviews=result_rows, actions=actions, summary=summary)
-    if module._diff:
-        result['diff'] = dict(before=dict((r['name'], r['before']) for r in result_rows if r['changed']),
-                              after=dict((r['name'], r['after']) for r in result_rows if r['changed']))
-    return result
+    diff = dict(before=dict((r['name'], r['before']) for r in result_rows if r['changed']),
+                after=dict((r['name'], r['after']) for r in result_rows if r['changed']))
+    return bool(targets), actions, summary, diff, dict(tviews=result_rows)
 
 
 def extension(module, client):
@@ -336,7 +337,7 @@ def extension(module, client):
             target = pgsql.SQL('ALTER DATABASE {}').format(pgsql.Identifier(name))
         action = pgsql.SQL('SET {} = on' if want_on else 'RESET {}').format(pgsql.SQL(SUSPEND_SETTING))
         if not module.check_mode:
-            client.execute(pgsql.SQL(' ').join([target, action]).as_string(client.conn))
+            client.execute(pgsql.SQL(' ').join([target, action]))
         actions.append(make_action('suspend_triggers' if want_on else 'resume_triggers', '%s %s' % (kind, name),
                                    dict(before=current, after='on' if want_on else None), done=not module.check_mode))
     after = extension_suspension(client) if targets and not module.check_mode else before
@@ -349,31 +350,29 @@ def extension(module, client):
         summary = '%s TVIEW triggers for %s (%s)' % (done, where, SUSPEND_SETTING)
     else:
         summary = 'TVIEW triggers already %s for %s; nothing to do' % (past, scope)
-    result = dict(changed=bool(targets), tviews=[], actions=actions, summary=summary,
-                  suspension=after)
-    if module._diff:
-        predicted = dict(database=after['database'], roles=dict(after['roles']))
-        if module.check_mode:
-            for kind, name, current in targets:
-                if kind == 'role':
-                    predicted['roles']['%s in %s' % (name, database)] = 'on' if want_on else None
-                else:
-                    predicted['database'] = 'on' if want_on else None
-        result['diff'] = dict(before=dict(database=before['database'], roles=before['roles']), after=predicted)
-    return result
+    predicted = dict(database=after['database'], roles=dict(after['roles']))
+    if module.check_mode:
+        for kind, name, current in targets:
+            if kind == 'role':
+                predicted['roles']['%s in %s' % (name, database)] = 'on' if want_on else None
+            else:
+                predicted['database'] = 'on' if want_on else None
+    diff = dict(before=dict(database=before['database'], roles=before['roles']), after=predicted)
+    return bool(targets), actions, summary, diff, dict(tviews=[], suspension=after)
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec(), supports_check_mode=True)
     problem = selection_problem(module.params)
     if problem:
         module.fail_json(msg=problem)
     client = PgClient(module)
     contract = detect_contract(client, module.params['contract'])
-    result = extension(module, client) if contract == EXTENSION else runbook(module, client)
+    changed, actions, summary, diff, facts = (extension if contract == EXTENSION else runbook)(module, client)
     client.close()
-    result.update(contract=contract, executed_queries=client.executed_queries)
-    module.exit_json(**result)
+    module.exit_json(**remediation_result(changed, actions, summary, diff=diff, check_mode=module.check_mode,
+                                          want_diff=module._diff, contract=contract, executed_queries=client.queries,
+                                          **facts))
 
 
 if __name__ == '__main__':

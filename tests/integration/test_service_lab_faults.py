@@ -57,7 +57,7 @@ def test_api_down(gameday, lab_project, ansible, lab_env):
     assert run.rc == 0 and run.changed == 1, run
     assert lab_project.states('api') == ['exited']
     rc, result, out = ansible.module('http_check', dict(url=lab_env['LAB_API_URL'] + '/health', count=1))
-    assert result['status'] == 'down', out
+    assert result['status'] == 'critical' and result['health'] == 'down', out
     assert gameday('api_down').changed == 0
     run = gameday('api_down', 'clear')
     assert run.rc == 0 and run.changed == 1, run

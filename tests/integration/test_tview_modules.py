@@ -272,6 +272,26 @@ def test_tview_state_bad_input(ansible, tviews, lab_env):
     assert tviews.state() == before
 
 
+def test_tview_state_check_mode_takes_no_row_lock_and_apply_waits_at_most_lock_timeout(ansible, tviews):
+    """A refresh holding a catalog row (issue 9): --check reads past it, the apply gives up at lock_timeout."""
+    holder = tviews.connect(autocommit=False, application_name='pytest-refresh-holding-a-row')
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_tviews_metadata WHERE entity_name = 'tv_order' FOR UPDATE")
+        before = tviews.state()
+        args = dict(RUNBOOK, state='disabled', all=True, lock_timeout='2s')
+        rc, result, out = ansible.module('tview_state', args, check=True)
+        assert rc == 0, out
+        assert result['changed'] is True and 'tv_order' in [a['target'] for a in result['actions']]
+        assert not any(a['done'] for a in result['actions'])
+        rc, result, out = ansible.module('tview_state', args)
+        assert_clean_failure(rc, result, out, 'lock timeout', 'lock_timeout 2s')
+        assert tviews.state() == before
+    finally:
+        holder.rollback()
+        holder.close()
+
+
 # ------------------------------------------------------------------------------------------------ tview_queue
 def test_tview_queue_archive_restore_round_trip_four_steps(ansible, tviews, lab):
     tviews.query("INSERT INTO pg_tviews_queue (entity_name, pk_value, created_at) "

@@ -22,6 +22,14 @@ def test_p95_nearest_rank():
     assert http_check.p95([3.0, 1.0, 2.0]) == 3.0
 
 
+@pytest.mark.parametrize('health, severity, status', [
+    ('ok', None, 'ok'), ('degraded', 'SEV3', 'warning'), ('degraded', 'SEV2', 'critical'), ('down', 'SEV2', 'critical'),
+    ('down', 'SEV1', 'critical'),
+])
+def test_health_maps_to_the_diagnosis_status(health, severity, status):
+    assert http_check.status_of(health, severity) == status
+
+
 @pytest.mark.parametrize('ep, status, severity', [
     (endpoint(3, 3, 0.2), 'ok', None),
     (endpoint(3, 3, 10.5), 'degraded', 'SEV3'),
@@ -56,6 +64,15 @@ def no_exit(monkeypatch):
     (dict(urls=['http://x/'], p95_warning=20, p95_critical=10), 'p95_critical not below it'),
     (dict(urls=['http://x/'], body_pattern='(x'), 'body_pattern'),
     (dict(urls=[]), 'urls: give at least one URL'),
+    # issue 9, found by fuzzing: non-finite and huge values, catastrophic patterns, bad headers
+    (dict(urls=['http://x/'], interval=float('nan')), 'interval not negative'),
+    (dict(urls=['http://x/'], interval=1e20), 'interval'),
+    (dict(urls=['http://x/'], request_timeout=float('inf')), 'request_timeout'),
+    (dict(urls=['http://x/'], p95_warning=float('nan')), 'p95_warning'),
+    (dict(urls=['http://x/'], p95_critical=float('inf')), 'p95_critical'),
+    (dict(urls=['http://x/'], body_pattern='(a+)+$'), 'nests a repeat inside a repeat'),
+    (dict(urls=['http://x/'], headers={'X-A': 'one\r\nX-B: two'}), 'headers'),
+    (dict(urls=['http://x/'], headers={'X-A': ['list']}), 'headers'),
 ])
 def test_bad_input(monkeypatch, args, message):
     def no_probe(*a, **k):

@@ -72,3 +72,15 @@ def test_connection_options_fall_back_to_pg_environment(monkeypatch):
 def test_password_is_no_log():
     spec = _postgres.postgres_common_argument_spec()
     assert spec['login_password']['no_log'] is True
+
+
+@pytest.mark.parametrize('args, message', [
+    # ansible-core's own int/float checks raise OverflowError on these (found by fuzzing, issue 9)
+    (dict(lock_waiters_warning='inf'), "lock_waiters_warning: 'inf' is out of range or not a number"),
+    (dict(connections_warning_pct=10 ** 400), 'connections_warning_pct: 1000'),
+    (dict(top=float('inf')), 'top: inf is out of range or not a number'),
+])
+def test_values_ansible_core_cannot_convert_end_in_one_message(no_connection, args, message):
+    kind, result = run(pg_activity_info, args)
+    assert kind is Failed
+    assert result['msg'].startswith(message)

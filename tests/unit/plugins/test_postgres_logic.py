@@ -92,11 +92,36 @@ def test_select_backends_splits_targets_and_protected():
     assert [(r['pid'], reason) for r, reason in protected] == [(2, 'protected application postgres_exporter')]
 
 
+class _Failed(Exception):
+    pass
+
+
+class _Module(object):
+    def __init__(self, **params):
+        self.params = params
+
+    def fail_json(self, **kwargs):
+        raise _Failed(kwargs['msg'])
+
+
 def test_build_criteria_parses_ages_and_pattern():
-    criteria = build_criteria(dict(states=['active'], min_query_age='5m', query_pattern='refresh'))
+    criteria = build_criteria(_Module(states=['active'], min_query_age='5m', query_pattern='refresh'))
     assert criteria.min_query_age == 300 and criteria.query_pattern.pattern == 'refresh'
-    with pytest.raises(ValueError, match='query_pattern .* is not a valid regular expression'):
-        build_criteria(dict(query_pattern='(unclosed'))
+    with pytest.raises(_Failed, match='query_pattern .* is not a valid regular expression'):
+        build_criteria(_Module(query_pattern='(unclosed'))
+
+
+@pytest.mark.parametrize('params, message', [
+    (dict(query_pattern=''), 'query_pattern must not be empty'),
+    (dict(min_state_age=''), 'min_state_age must not be empty'),
+    (dict(min_xact_age=' '), 'min_xact_age must not be empty'),
+    (dict(min_query_age='1e400'), 'min_query_age'),
+    (dict(query_pattern='(a+)+$'), 'nests a repeat inside a repeat'),
+])
+def test_build_criteria_refuses_what_would_drop_or_widen_a_filter(params, message):
+    # issue 9: an empty query_pattern matched everything and an empty min_*_age silently dropped its filter
+    with pytest.raises(_Failed, match=message):
+        build_criteria(_Module(**params))
 
 
 def test_permission_problems_refuse_up_front():
