@@ -30,6 +30,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import math
+import re
 
 from ansible_collections.incident.response.plugins.module_utils._common import BackendError, parse_duration, redact
 from ansible_collections.incident.response.plugins.module_utils._k8s_client import (
@@ -57,6 +58,10 @@ from ansible_collections.incident.response.plugins.module_utils._k8s_views impor
 )
 from ansible_collections.incident.response.plugins.module_utils._services import ServiceBackend, compile_pattern
 
+# Object names (RFC 1123 subdomains) and namespaces (RFC 1123 labels) as the API server accepts them: anything else
+# would address another path (an empty name is the list of deployments).
+NAME = re.compile(r'^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$')
+NAMESPACE = re.compile(r'^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')
 STATS_NOTE = ('CPU and memory use are not read on Kubernetes: the backend uses no metrics API '
               '(use kubectl top with a metrics server)')
 
@@ -76,6 +81,9 @@ class KubernetesBackend(ServiceBackend):
         ensure_kubernetes(module)
         self.client = KubeClient(module.params)
         self.namespace = self.client.namespace
+        if not isinstance(self.namespace, str) or not NAMESPACE.match(self.namespace):
+            raise BackendError('namespace %r is not a Kubernetes namespace name (lowercase letters, digits and "-", '
+                               'at most 63)' % (self.namespace,))
         info = self.client.call('reading the server version', self.client.version.get_code)
         self.server_version = info.get('gitVersion')
 
@@ -100,6 +108,9 @@ class KubernetesBackend(ServiceBackend):
         return self.deployment_names()
 
     def deployment(self, name):
+        if not isinstance(name, str) or not NAME.match(name):
+            raise BackendError('%r is not a Kubernetes Deployment name (lowercase letters, digits, "-" and ".", at '
+                               'most 253): no deployment of namespace %s has it' % (name, self.namespace))
         try:
             return self.client.call('reading deployment %s in namespace %s' % (name, self.namespace),
                                     self.client.apps.read_namespaced_deployment, name, self.namespace,

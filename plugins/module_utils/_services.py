@@ -34,6 +34,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.incident.response.plugins.module_utils._common import (
     WAIT_ARGUMENT_SPEC,
     BackendError,
+    new_module,
     remediation_result,
     validate_wait_args,
     wait_until,
@@ -305,7 +306,8 @@ class ServiceRemediation(object):
         spec = service_argument_spec()
         spec.update(WAIT_ARGUMENT_SPEC)
         spec.update(self.options)
-        self.module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+        # new_module: a value ansible-core's own conversion chokes on ('inf' for an int) is one message.
+        self.module = new_module(AnsibleModule, spec, supports_check_mode=True)
         self.params = self.module.params
 
     # ------------------------------------------------------------ the steps a module fills in

@@ -157,6 +157,7 @@ from ansible_collections.incident.response.plugins.module_utils._common import (
     StatusBuilder,
     diagnosis_result,
     duration_param,
+    new_module,
     plural,
     regex_param,
 )
@@ -199,7 +200,7 @@ def main():
         log_lines=dict(type='int', default=200),
         stats=dict(type='bool', default=True),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec, supports_check_mode=True)
     p = module.params
     since = duration_param(module, 'log_since')
     # An empty log_pattern disables the logs (documented); a pattern is bounded in input and time.

@@ -16,6 +16,7 @@ from ansible_collections.incident.response.plugins.module_utils._kubernetes impo
 from ansible_collections.incident.response.plugins.module_utils._services import ServiceBackend
 from ansible_collections.incident.response.plugins.modules import (
     deployment_rollback,
+    service_info,
     service_pause,
     service_restart,
     service_scale,
@@ -248,3 +249,43 @@ def test_a_rollback_the_platform_refuses_is_refused_in_check_mode_too(fake, monk
         kind, result = run(deployment_rollback, dict(args(), _ansible_check_mode=check))
         assert kind is Failed and 'compose files of project p are not known' in result['msg']
     assert fake.calls == []
+
+
+# ---------------------------------------------------------------- the result shape (issue 7)
+ROLLBACK_HISTORY = [dict(revision=1, image='img:1'), dict(revision=2, image='img:2')]
+
+
+@pytest.mark.parametrize('module, extra, check, diff', [
+    (service_info, dict(), True, False),
+    (service_scale, dict(replicas=4), True, False),
+    (service_scale, dict(replicas=4), True, True),
+    (service_scale, dict(replicas=4), False, False),
+    (service_scale, dict(replicas=4), False, True),
+    (service_scale, dict(replicas=3), False, True),
+    (service_pause, dict(), True, True),
+    (service_pause, dict(wait=False), False, False),
+    (service_pause, dict(state='unpaused'), False, True),
+    (service_restart, dict(only=['exited']), True, True),
+    (service_restart, dict(instances=['web-2']), True, False),
+    (service_restart, dict(instances=['web-2']), False, True),
+    (deployment_rollback, dict(), True, True),
+    (deployment_rollback, dict(wait=False), False, False),
+    (deployment_rollback, dict(current_image='img:9'), False, True),
+])
+def test_result_shape_of_the_service_modules(fake, monkeypatch, module, extra, check, diff):
+    """The service modules' part of test_result_shape.py, on the FAKE backend (no engine needed)."""
+    from test_result_shape import assert_diagnosis, assert_remediation  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(FakeBackend, 'history', lambda self, name: list(ROLLBACK_HISTORY))
+    monkeypatch.setattr(FakeBackend, 'pause_state', lambda self, service: dict(
+        paused=bool(fake.calls) and fake.calls[-1][0] == 'pause', partly=False))
+    if module is service_info:
+        extra = dict(extra, services=['web'])
+    else:
+        extra = dict(extra, service='web', wait_timeout=5)
+    kind, result = run(module, dict(platform='fake', project='p', _ansible_check_mode=check, _ansible_diff=diff,
+                                    **extra))
+    assert kind is Exited, result.get('msg')
+    if module is service_info:
+        assert_diagnosis(result)
+    else:
+        assert_remediation(result, check, diff)
