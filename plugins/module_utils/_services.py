@@ -344,7 +344,7 @@ class ServiceRemediation(object):
         validate_wait_args(module)
         try:
             self.validate()
-        except Refused as exc:
+        except BackendError as exc:
             fail_backend(module, exc)
         backend = backend_or_fail(module)
         name = params['service']
