@@ -30,7 +30,7 @@ def test_paused_api_does_not_answer_and_comes_back(ansible, lab_env, lab_project
     assert rc == 0 and result['changed'], out
     rc, result, out = ansible.module('http_check', dict(url=lab_env['LAB_API_URL'] + '/health', count=1,
                                                         request_timeout=2))
-    assert rc == 0 and result['status'] == 'down', out
+    assert rc == 0 and result['status'] == 'critical' and result['health'] == 'down', out
     rc, result, out = ansible.module('service_pause', pause(lab_env, 'unpaused', service='api'))
     assert rc == 0 and result['changed'], out
     rc, result, out = ansible.module('http_check', dict(url=lab_env['LAB_API_URL'] + '/health', count=2))
