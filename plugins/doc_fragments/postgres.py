@@ -80,7 +80,7 @@ requirements:
   - psycopg2 (or psycopg2-binary) on the host that runs the module
 notes:
   - PostgreSQL 13 and newer are supported; version-specific catalog columns are selected only where they exist.
-  - The module's own session carries C(application_name=incident.response), and O(lock_timeout) and
-    O(statement_timeout): no statement of the module waits or runs without a bound.
+  - The module's own session carries C(application_name=incident.response), O(lock_timeout) and
+    O(statement_timeout), so that no statement of the module waits or runs without a bound.
   - Set these options once for all modules of the group with C(module_defaults) and C(group/incident.response.postgres).
 '''

@@ -269,9 +269,8 @@ class PgClient(object):
             if fail:
                 if not self._conn.autocommit:
                     self._conn.rollback()
-                self.fail('Query failed on PostgreSQL at %s: %s' % (describe_target(self.params),
-                                                                   self._error_message(exc)),
-                          query=excerpt(sql, 0))
+                self.fail('Query failed on PostgreSQL at %s: %s'
+                          % (describe_target(self.params), self._error_message(exc)), query=excerpt(sql, 0))
             return None, self._error_message(exc)
         finally:
             cursor.close()

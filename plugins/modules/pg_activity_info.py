@@ -392,8 +392,9 @@ def main():
 
     result = assess(rows, limits, thresholds, databases=p['databases'], top=p['top'],
                     excerpt_length=p['query_excerpt_length'])
-    module.exit_json(**diagnosis_result(result.pop('status'), result.pop('reasons'), server_version=client.version_string,
-                                        thresholds=thresholds, executed_queries=client.queries, **result))
+    facts = dict((key, value) for key, value in result.items() if key not in ('status', 'reasons'))
+    module.exit_json(**diagnosis_result(result['status'], result['reasons'], server_version=client.version_string,
+                                        thresholds=thresholds, executed_queries=client.queries, **facts))
 
 
 if __name__ == '__main__':

@@ -346,7 +346,6 @@ def main():
     result = dict(
         backends=[session_view(r, excerpt_length) for r in targets],
         protected=[dict(session_view(r, excerpt_length), reason=reason) for r, reason in protected],
-        actions=[],
         signalled=[],
         remaining=[],
     )
@@ -369,6 +368,7 @@ def main():
                                            'state_age_seconds', 'xact_age_seconds', 'query_age_seconds', 'query'))
 
     before_pids = [r['pid'] for r in targets]
+    actions = []
     for row in targets:
         entry = make_action(p['action'], 'pid %s' % row['pid'], detail(row))
         if not module.check_mode:
@@ -378,7 +378,7 @@ def main():
                 result['signalled'].append(row['pid'])
             else:
                 entry['error'] = 'backend had already ended'
-        result['actions'].append(entry)
+        actions.append(entry)
 
     after_pids = before_pids
     if result['signalled'] and p['wait']:
@@ -406,7 +406,6 @@ def main():
     if protected:
         summary += '; %s left alone' % plural(len(protected), 'protected backend')
     diff = dict(before=dict(pids=before_pids), after=dict(pids=after_pids if not module.check_mode else []))
-    actions = result.pop('actions')
     module.exit_json(**remediation_result(bool(targets), actions, summary, diff=diff, check_mode=module.check_mode,
                                           want_diff=module._diff, executed_queries=client.queries, **result))
 

@@ -306,14 +306,16 @@ def main():
         client.close()
         actions = [make_action('release_lock', p['name'], dict(key=key, holder_pid=mine), done=not module.check_mode)] \
             if mine else []
-        finish(bool(mine), actions, ('released' if not module.check_mode else 'would release')
-             + ' the lock %s' % p['name'] if mine else 'the lock %s is not held by this run' % p['name'],
-             held_by=held_by)
+        if mine:
+            summary = '%s the lock %s' % ('released' if not module.check_mode else 'would release', p['name'])
+        else:
+            summary = 'the lock %s is not held by this run' % p['name']
+        finish(bool(mine), actions, summary, held_by=held_by)
 
     if mine and held_by and held_by['application_name'] == LOCK_APPLICATION:
         client.close()
         finish(False, [], 'the lock %s is already held by this run (holder pid %d)' % (p['name'], mine),
-             held_by=held_by, holder_pid=mine, backend_pid=held_by['pid'])
+               held_by=held_by, holder_pid=mine, backend_pid=held_by['pid'])
     if held_by:
         client.fail('another emergency run holds the lock %s in %s: session pid %s of %s (application_name %s, '
                     'from %s, since %s). Only one emergency run may act at a time; wait for it to finish.'
@@ -322,7 +324,7 @@ def main():
     if module.check_mode:
         client.close()
         finish(True, [make_action('take_lock', p['name'], dict(key=key), done=False)],
-             'the lock %s is free; would take it' % p['name'], held_by=None)
+               'the lock %s is free; would take it' % p['name'], held_by=None)
     client.close()
     answer = start_holder(module, key, pid_file, watch, max_hold)
     if not answer.get('ok'):
@@ -331,10 +333,10 @@ def main():
         module.fail_json(msg='another emergency run took the lock %s in %s just now. Only one emergency run may act '
                              'at a time; wait for it to finish.' % (p['name'], describe_target(p)))
     holder = (read_holder(pid_file) or {}).get('holder')
-    finish(True, [make_action('take_lock', p['name'], dict(key=key, holder_pid=holder, backend_pid=answer['backend_pid']),
-                            done=True)],
-         'took the lock %s (session pid %s)' % (p['name'], answer['backend_pid']),
-         held_by=None, holder_pid=holder, backend_pid=answer['backend_pid'], watch_pid=watch)
+    taken = make_action('take_lock', p['name'], dict(key=key, holder_pid=holder, backend_pid=answer['backend_pid']),
+                        done=True)
+    finish(True, [taken], 'took the lock %s (session pid %s)' % (p['name'], answer['backend_pid']),
+           held_by=None, holder_pid=holder, backend_pid=answer['backend_pid'], watch_pid=watch)
 
 
 if __name__ == '__main__':

@@ -11,6 +11,7 @@ pytestmark = pytest.mark.integration
 def without(activity, *pids):
     return dict((pid, row) for pid, row in activity.items() if pid not in pids)
 
+
 TERMINATE_IDLE_TX = dict(action='terminate', states=['idle in transaction'], min_state_age='1s',
                          usenames=['app', 'monitoring'], datnames=['scheduler'])
 

@@ -191,11 +191,10 @@ def test_http_check_every_input_ends_in_a_result_or_one_message(monkeypatch):
     monkeypatch.setattr(http_check.time, 'sleep', lambda seconds: None)
     names = ['count', 'interval', 'method', 'expect_status', 'body_pattern', 'headers', 'request_timeout',
              'validate_certs', 'p95_warning', 'p95_critical']
+    urls = st.one_of(st.just(['http://127.0.0.1:1/health']), st.lists(ANY_TEXT, max_size=2), VALUE)
 
     @FUZZ
-    @given(options(http_check, names, urls=st.one_of(st.just(['http://127.0.0.1:1/health']), st.lists(ANY_TEXT, max_size=2),
-                                         VALUE)),
-           st.one_of(st.binary(max_size=200), st.just(b'a' * 5000 + b'b')))
+    @given(options(http_check, names, urls=urls), st.one_of(st.binary(max_size=200), st.just(b'a' * 5000 + b'b')))
     def check(args, body):
         bodies.append(body)
         if isinstance(args.get('count'), int) and args['count'] > 5:

@@ -20,6 +20,9 @@ def no_connection(monkeypatch):
     (dict(action='terminate', query_pattern='(unclosed'), "query_pattern '(unclosed' is not a valid regular"),
     (dict(action='cancel', min_state_age='-5m'), 'min_state_age: must not be negative'),
     (dict(action='cancel', min_xact_age='soon'), "min_xact_age: 'soon' is not a duration"),
+    (dict(action='cancel', query_pattern=''), 'query_pattern must not be empty'),
+    (dict(action='cancel', states=['idle'], min_state_age=''), 'min_state_age must not be empty'),
+    (dict(action='cancel', query_pattern='(a+)+$'), 'nests a repeat inside a repeat'),
     (dict(action='cancel', states=['idle'], max_backends=0), 'max_backends must be at least 1'),
     (dict(action='cancel', states=['idle'], wait_timeout=-1), 'wait_timeout must not be negative'),
     (dict(action='cancel', states=['waiting']), 'value of states must be one or more of'),
@@ -39,6 +42,10 @@ def test_pg_backends_bad_input_fails_with_one_clear_message(no_connection, args,
     (dict(idle_in_transaction_age='-1'), 'idle_in_transaction_age: must not be negative'),
     (dict(long_query_age='five minutes'), "long_query_age: 'five minutes' is not a duration"),
     (dict(top=-1), 'top must not be negative'),
+    # issue 9, found by fuzzing: empty or null ages, durations beyond the float range, timeouts
+    (dict(idle_in_transaction_age=''), 'idle_in_transaction_age must be a duration'),
+    (dict(long_query_age=None), 'long_query_age must be a duration'),
+    (dict(long_query_age=10 ** 400), 'long_query_age'),
 ])
 def test_pg_activity_info_bad_input(no_connection, args, message):
     kind, result = run(pg_activity_info, args)
@@ -84,3 +91,27 @@ def test_values_ansible_core_cannot_convert_end_in_one_message(no_connection, ar
     kind, result = run(pg_activity_info, args)
     assert kind is Failed
     assert result['msg'].startswith(message)
+
+
+@pytest.fixture
+def no_server(monkeypatch):
+    """PgClient runs, but reaching a server is a test failure: its own checks must come first."""
+    def refuse(*args, **kwargs):
+        raise AssertionError('the module tried to connect before checking its connection options')
+    monkeypatch.setattr(_postgres.psycopg2, 'connect', refuse)
+
+
+@pytest.mark.parametrize('module, args, message', [
+    (pg_activity_info, dict(statement_timeout='inf'), 'statement_timeout'),
+    (pg_activity_info, dict(statement_timeout='0.4ms'), 'below the resolution of 1ms'),
+    (pg_activity_info, dict(lock_timeout='nan'), 'lock_timeout'),
+    (pg_activity_info, dict(lock_timeout='25d'), 'lock_timeout'),
+    (pg_activity_info, dict(login_user='ops\x00'), 'login_user contains a NUL (0x00) character'),
+    (pg_activity_info, dict(login_password='pw\x00'), 'login_password contains a NUL (0x00) character'),
+    (pg_backends, dict(action='cancel', states=['idle'], datnames=['x\x00y']), 'datnames[0] contains a NUL'),
+])
+def test_connection_options_are_checked_before_connecting(no_server, module, args, message):
+    kind, result = run(module, args)
+    assert kind is Failed
+    assert message in result['msg']
+    assert 'pw\x00' not in result['msg'] and 'ops\x00' not in result['msg']  # never the value itself

@@ -131,6 +131,10 @@ def no_connection(monkeypatch):
     (tview_queue, dict(max_rows=-5), 'max_rows must not be negative'),
     (tview_lock, dict(max_hold='forever'), "max_hold: 'forever' is not a duration"),
     (tview_lock, dict(max_hold=0), 'max_hold must be a positive duration'),
+    (tview_lock, dict(max_hold='nan'), 'max_hold'),
+    (tview_lock, dict(max_hold=float('inf')), 'max_hold'),
+    (tview_info, dict(statement_timeout='0.4ms'), 'below the resolution of 1ms'),
+    (tview_info, dict(statement_timeout='inf'), 'statement_timeout'),
     (tview_lock, dict(state='held'), 'value of state must be one of'),
 ])
 def test_bad_input_fails_with_one_clear_message(no_connection, module, args, message):
