@@ -9,7 +9,7 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The options of the Kubernetes backend (module_utils/_kubernetes.py kubernetes_argument_spec).
+    # The options of the Kubernetes backend (module_utils/_k8s_client.py kubernetes_argument_spec).
     DOCUMENTATION = r'''
 options:
   kubeconfig:

@@ -9,6 +9,7 @@ Private to the collection: the API may change without notice.
 
 What lives here:
 - durations (``30m``, ``1h30m``, ``90``) parsed once, the same way everywhere;
+- timestamps of the platforms (RFC 3339 of Docker and Kubernetes) parsed once;
 - the one result shape (``status``/``reasons`` for diagnoses, ``actions``/``summary`` for remediations),
   built by diagnosis_result() and remediation_result();
 - the argument helpers duration_param() and regex_param(): one message, never a traceback;
@@ -20,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import math
 import re
 import signal
@@ -113,6 +115,38 @@ def format_duration(seconds):
     if seconds or not parts:
         parts.append('%ds' % seconds)
     return ''.join(parts)
+
+
+_RFC3339 = re.compile(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$')
+
+
+def parse_time(value):
+    """An RFC 3339 timestamp (Docker's nanoseconds, Kubernetes' seconds, ``Z`` or an offset) -> aware datetime.
+
+    None for no value, Docker's zero time (``0001-01-01T00:00:00Z``, a container never started) and anything
+    that is not such a timestamp (a garbled date or offset included): callers treat it as "unknown".
+    A timestamp without an offset is UTC.
+    """
+    if not value:
+        return None
+    text = str(value)
+    if text.startswith('0001-01-01'):
+        return None
+    match = _RFC3339.match(text)
+    if not match:
+        return None
+    try:
+        base = datetime.datetime.strptime(match.group(1), '%Y-%m-%dT%H:%M:%S')
+        if match.group(2):
+            base = base.replace(microsecond=int((match.group(2)[1:] + '000000')[:6]))
+        offset = datetime.timedelta(0)
+        tz = match.group(3)
+        if tz and tz != 'Z':
+            sign = 1 if tz[0] == '+' else -1
+            offset = sign * datetime.timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
+        return base.replace(tzinfo=datetime.timezone(offset))
+    except (ValueError, OverflowError):
+        return None
 
 
 def plural(count, noun, nouns=None):

@@ -34,7 +34,8 @@ import traceback
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.incident.response.plugins.module_utils._common import BackendError, redact
+from ansible_collections.incident.response.plugins.module_utils._common import BackendError, parse_time, redact
+from ansible_collections.incident.response.plugins.module_utils._services import ServiceBackend, compile_pattern
 
 DOCKER_IMPORT_ERROR = None
 try:
@@ -68,25 +69,6 @@ def compose_argument_spec():
         timeout=dict(type='int', default=60),
         history_file=dict(type='path'),
     )
-
-
-def parse_time(value):
-    """Docker's RFC 3339 timestamps (nanoseconds, Z) -> aware datetime, or None."""
-    if not value or value.startswith('0001-01-01'):
-        return None
-    match = re.match(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$', value)
-    if not match:
-        return None
-    base = datetime.datetime.strptime(match.group(1), '%Y-%m-%dT%H:%M:%S')
-    if match.group(2):
-        base = base.replace(microsecond=int((match.group(2)[1:] + '000000')[:6]))
-    tz = match.group(3) or 'Z'
-    if tz == 'Z':
-        offset = datetime.timedelta(0)
-    else:
-        sign = 1 if tz[0] == '+' else -1
-        offset = sign * datetime.timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
-    return base.replace(tzinfo=datetime.timezone(offset))
 
 
 def instance_view(attrs, now=None):
@@ -146,6 +128,14 @@ def memory_usage(stats):
     return max(usage, 0), limit, (round(usage * 100.0 / limit, 2) if limit else None)
 
 
+def host_label(host):
+    """``docker_host`` as messages show it: a password in it (``tcp://user:pw@host``) masked."""
+    def mask(match):
+        user, sep, _password = match.group(2).partition(':')
+        return match.group(1) + (user + ':********' if sep else user) + '@'
+    return re.sub(r'^([A-Za-z][A-Za-z0-9+.-]*://)([^@/]*)@', mask, host or '')
+
+
 def find_compose_command():
     """['docker', 'compose'] when the v2 plugin answers, else ['docker-compose'], else None."""
     if shutil.which('docker'):
@@ -161,20 +151,63 @@ def find_compose_command():
     return None
 
 
-class ComposeBackend(object):
+def history_problem(data):
+    """What is wrong with the content of a deploy history file (None when it is one this backend wrote)."""
+    if not isinstance(data, dict):
+        return 'not a JSON object'
+    services = data.get('services', {})
+    if not isinstance(services, dict):
+        return '"services" is not an object'
+    for name, entries in services.items():
+        if not isinstance(entries, list):
+            return 'the entries of service %s are not a list' % name
+        for entry in entries:
+            if not isinstance(entry, dict):
+                return 'an entry of service %s is not an object' % name
+            revision = entry.get('revision')
+            if not isinstance(revision, int) or isinstance(revision, bool) or not isinstance(entry.get('image'), str):
+                return 'an entry of service %s has no integer revision and image' % name
+    return None
+
+
+def write_json(path, data, what):
+    """Write ``data`` to ``path`` at once (a temporary file renamed); BackendError when it cannot."""
+    tmp = path + '.tmp'
+    try:
+        directory = os.path.dirname(path)
+        if directory and not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        with open(tmp, 'w') as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+        os.rename(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise BackendError('cannot write %s %s: %s' % (what, path, to_native(exc)))
+
+
+class ComposeBackend(ServiceBackend):
+    """The backend interface (see _services.py) on the containers of one Compose project."""
+
     platform = 'compose'
+    argument_spec = staticmethod(compose_argument_spec)
+    history_hint = ' (record each deploy with state=recorded; see the module documentation)'
 
     def __init__(self, module):
+        super(ComposeBackend, self).__init__(module)
         if not HAS_DOCKER:
             module.fail_json(msg=missing_required_lib('docker (the Docker SDK for Python, on the managed node)'),
                              exception=DOCKER_IMPORT_ERROR)
-        self.module = module
         params = module.params
         self.project = params.get('project')
         if not self.project:
             raise BackendError('project is required with platform=compose (the compose project name, '
                                'e.g. taskscheduler)')
         self.docker_host = params.get('docker_host') or 'unix:///var/run/docker.sock'
+        self.docker_host_label = host_label(self.docker_host)
         self.timeout = params.get('timeout') or 60
         self.project_dir = params.get('project_dir')
         self.files = params.get('files') or []
@@ -184,18 +217,24 @@ class ComposeBackend(object):
         try:
             self.client = docker.DockerClient(base_url=self.docker_host, timeout=self.timeout)
             self.client.ping()
+        except (ValueError, TypeError) as exc:
+            # urllib's parsing of the URL: tcp://h:notaport, a port out of range, a broken IPv6 address.
+            raise BackendError('docker_host %r is not an address of a Docker daemon (unix:///PATH, tcp://HOST:PORT, '
+                               'ssh://USER@HOST): %s' % (self.docker_host_label, self._short(exc)))
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-            raise BackendError('cannot reach the Docker daemon at %s: %s' % (self.docker_host, self._short(exc)))
+            raise BackendError('cannot reach the Docker daemon at %s: %s' % (self.docker_host_label, self._short(exc)))
         self._labels_dir_files()
         if not self._containers() and not self.files and not self.project_dir:
             raise BackendError('compose project %s not found on %s: no container carries the label %s=%s '
                                '(give files or project_dir to manage a project with no containers)'
-                               % (self.project, self.docker_host, LABEL_PROJECT, self.project))
+                               % (self.project, self.docker_host_label, LABEL_PROJECT, self.project))
 
     # ---------------------------------------------------------------- helpers
-    @staticmethod
-    def _short(exc):
+    def _short(self, exc):
         text = to_native(exc)
+        host = getattr(self, 'docker_host', None)
+        if host:
+            text = text.replace(host, self.docker_host_label)
         match = re.search(r"\('Connection aborted.', (.*)\)$", text) or re.search(r'(\[Errno -?\d+\][^"\')]*)', text)
         if match:
             text = match.group(1)
@@ -205,9 +244,9 @@ class ComposeBackend(object):
         try:
             return func(*args, **kwargs)
         except docker.errors.NotFound as exc:
-            raise BackendError('%s: not found on %s (%s)' % (what, self.docker_host, self._short(exc)))
+            raise BackendError('%s: not found on %s (%s)' % (what, self.docker_host_label, self._short(exc)))
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-            raise BackendError('%s failed on %s: %s' % (what, self.docker_host, self._short(exc)))
+            raise BackendError('%s failed on %s: %s' % (what, self.docker_host_label, self._short(exc)))
 
     def _labels_dir_files(self):
         """Fill project_dir/files from the labels compose put on the containers when not given.
@@ -315,9 +354,6 @@ class ComposeBackend(object):
             instances=instances,
         )
 
-    def services(self, names=None):
-        return [self.service(name) for name in (names or self.service_names())]
-
     def scale(self, name, replicas):
         self._require(name)
         if replicas < 0:
@@ -343,19 +379,20 @@ class ComposeBackend(object):
 
     def pause(self, name):
         for container in self._require(name):
-            container.reload()
+            self._api('container %s of service %s' % (container.name, name), container.reload)
             if container.status == 'running':
                 self._api('pausing container %s of service %s' % (container.name, name), container.pause)
 
     def unpause(self, name):
         for container in self._require(name):
-            container.reload()
+            self._api('container %s of service %s' % (container.name, name), container.reload)
             if container.status == 'paused':
                 self._api('unpausing container %s of service %s' % (container.name, name), container.unpause)
 
-    def is_paused(self, name):
-        containers = [c for c in self._require(name) if c.status in ('running', 'paused')]
-        return bool(containers) and all(c.status == 'paused' for c in containers)
+    def pause_state(self, service):
+        live = [i for i in service['instances'] if i['state'] in ('running', 'paused')]
+        return dict(paused=bool(live) and all(i['state'] == 'paused' for i in live),
+                    partly=bool(service.get('paused_replicas')))
 
     # ---------------------------------------------------------------- deploy history
     def history_path(self):
@@ -378,7 +415,11 @@ class ComposeBackend(object):
                 data = json.load(handle)
         except (OSError, ValueError) as exc:
             raise BackendError('cannot read the deploy history %s: %s' % (path, to_native(exc)))
-        return data.get('services', {}) if isinstance(data, dict) else {}
+        problem = history_problem(data)
+        if problem:
+            raise BackendError('the deploy history %s is not one this collection wrote (%s): fix it or move it away; '
+                               'nothing changed' % (path, problem))
+        return data.get('services', {})
 
     def history(self, name):
         return list(self._read_history().get(name, []))
@@ -393,17 +434,23 @@ class ComposeBackend(object):
                      deployed_at=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'))
         entries.append(entry)
         path = self.history_path()
-        directory = os.path.dirname(path)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o755)
-        tmp = path + '.tmp'
-        with open(tmp, 'w') as handle:
-            json.dump(dict(project=self.project, services=data), handle, indent=2, sort_keys=True)
-        os.rename(tmp, path)
+        write_json(path, dict(project=self.project, services=data), 'the deploy history')
         return entry
 
     def override_path(self):
         return os.path.join(os.path.dirname(self.history_path()), '%s-rollback.override.yml' % self.project)
+
+    def check_rollback(self, name):
+        """A rollback recreates the service from the project's compose files plus an override that pins the
+        image: without those files it would come back from the image alone (no environment, ports, volumes)."""
+        missing = [path for path in self.files if not os.path.exists(path)]
+        if not self.files or missing:
+            raise BackendError(
+                'service %s: the compose files of project %s are not known (%s): a rollback would recreate the '
+                'service from the image alone, without its environment, ports and volumes; give files (the '
+                "project's compose files): nothing changed" % (
+                    name, self.project, 'missing: %s' % ', '.join(missing) if missing else
+                    "no files given and the containers' labels name none that exist"))
 
     def rollback(self, name, revision=None):
         """Redeploy the image of the previous (or the given) recorded revision through an override file."""
@@ -425,6 +472,7 @@ class ComposeBackend(object):
                 raise BackendError('service %s of compose project %s has no revision %s (recorded: %s)' % (
                     name, self.project, revision, ', '.join(str(e['revision']) for e in history)))
             target = matches[0]
+        self.check_rollback(name)
         self.deploy_image(name, target['image'])
         return {'from': dict(revision=current['revision'], image=current['image']),
                 'to': dict(revision=target['revision'], image=target['image'])}
@@ -443,12 +491,13 @@ class ComposeBackend(object):
             try:
                 with open(path) as handle:
                     overrides = json.load(handle).get('services', {})
-            except (OSError, ValueError):
+            except (OSError, ValueError, AttributeError):
+                overrides = {}
+            if not isinstance(overrides, dict):
                 overrides = {}
         overrides[name] = dict(image=image)
-        with open(path, 'w') as handle:
-            # JSON is YAML: compose reads it as an override file.
-            json.dump(dict(version='2.4', services=overrides), handle, indent=2, sort_keys=True)
+        # JSON is YAML: compose reads it as an override file.
+        write_json(path, dict(version='2.4', services=overrides), 'the rollback override')
         files = list(self.files)
         if path not in files:
             self.files = files + [path]
@@ -459,7 +508,7 @@ class ComposeBackend(object):
 
     # ---------------------------------------------------------------- logs and stats
     def logs(self, name, since=None, pattern=None, lines=200):
-        regex = re.compile(pattern) if pattern else None
+        regex = compile_pattern(pattern)
         found = []
         kwargs = dict(stdout=True, stderr=True, tail=lines)
         if since is not None:

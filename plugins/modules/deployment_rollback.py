@@ -22,7 +22,9 @@ description:
     deploy to record the image the service runs (the lab does so after C(lab up)). A rollback pins the older image
     in an override file next to the history (C(<project>-rollback.override.yml)) and recreates the service with
     C(up --detach --no-deps) through the Compose CLI. The next deploy of the project without that file replaces
-    the pin. Images must still be present on the engine (or pullable)."
+    the pin. Images must still be present on the engine (or pullable). The project's compose files must be known
+    (O(files), or the labels of its containers naming files that exist): without them the service would come back
+    from the image alone, so the rollback is refused, in check mode too."
   - Without O(revision), rolls back one step from the revision running now (the entry before it in the history);
     this is a change each time it runs, like C(kubectl rollout undo). For idempotent runs give O(revision) or
     O(current_image) (roll back only while the service runs that image).
@@ -124,25 +126,21 @@ waited:
   type: float
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.incident.response.plugins.module_utils._common import (
-    WAIT_ARGUMENT_SPEC,
-    BackendError,
-    make_action,
-    validate_wait_args,
-)
+from ansible_collections.incident.response.plugins.module_utils._common import make_action
 from ansible_collections.incident.response.plugins.module_utils._services import (
-    backend_or_fail,
-    fail_backend,
+    Plan,
+    Refused,
+    ServiceRemediation,
+    backend_class,
     instance_summary,
-    service_argument_spec,
-    wait_for_service,
 )
 
 
-def choose_target(service, history, revision):
-    """The history entry to roll back to, or a message why there is none."""
+def choose_target(service, history, revision, hint=''):
+    """The history entry to roll back to, or a message why there is none.
+
+    ``hint`` (the backend's ``history_hint``) ends the message when there is no history: how to get one.
+    """
     if revision is not None:
         # Kubernetes renumbers a ReplicaSet it rolls back to; its old numbers are in previous_revisions.
         found = [entry for entry in history
@@ -153,10 +151,8 @@ def choose_target(service, history, revision):
         return found[0], None
     if len(history) < 2:
         where = ' in namespace %s' % service['namespace'] if service.get('namespace') else ''
-        return None, ('service %s%s has no earlier revision to roll back to: %d recorded'
-                      % (service['name'], where, len(history))
-                      + ('' if service['platform'] == 'kubernetes' else
-                         ' (record each deploy with state=recorded; see the module documentation)'))
+        return None, ('service %s%s has no earlier revision to roll back to: %d recorded%s'
+                      % (service['name'], where, len(history), hint))
     current = service.get('revision')
     revisions = [entry['revision'] for entry in history]
     if current in revisions:
@@ -171,93 +167,101 @@ def choose_target(service, history, revision):
     return older[-1], None
 
 
-def main():
-    argument_spec = service_argument_spec()
-    argument_spec.update(WAIT_ARGUMENT_SPEC)
-    argument_spec.update(
+class Rollback(ServiceRemediation):
+    options = dict(
         service=dict(type='str', required=True),
         state=dict(type='str', default='rolled_back', choices=['rolled_back', 'recorded']),
         revision=dict(type='int'),
         current_image=dict(type='str'),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    p = module.params
-    validate_wait_args(module)
-    name = p['service']
-    if p['state'] == 'recorded' and p['platform'] != 'compose':
-        module.fail_json(msg='state=recorded is for platform=compose; Kubernetes keeps its own revisions')
-    if p['revision'] is not None and p['revision'] < 1:
-        module.fail_json(msg='revision must be at least 1, got %s' % p['revision'])
-    backend = backend_or_fail(module)
-    try:
+
+    @property
+    def recording(self):
+        return self.params['state'] == 'recorded'
+
+    def validate(self):
+        p = self.params
+        platform = backend_class(p['platform'])
+        if self.recording and not platform.records_deploys:
+            raise Refused(platform.record_refusal)
+        if p['revision'] is not None and p['revision'] < 1:
+            raise Refused('revision must be at least 1, got %s' % p['revision'])
+
+    def plan(self, backend, name):
         before = backend.service(name)
         history = backend.history(name)
-    except BackendError as exc:
-        fail_backend(module, exc)
-    now = dict(revision=before.get('revision'), image=before.get('image'))
+        if self.recording:
+            return self._plan_record(name, before, history)
+        return self._plan_rollback(backend, name, before, history)
 
-    if p['state'] == 'recorded':
+    def _plan_record(self, name, before, history):
         if not before['instances'] or not before['image']:
-            module.fail_json(msg='service %s has no container to record the image of' % name)
+            raise Refused('service %s has no container to record the image of' % name)
         image_id = before['instances'][0].get('image_id')
         last = history[-1] if history else None
-        recorded = len(history)
         changed = not last or last['image'] != before['image'] or last.get('image_id') != image_id
         actions = [make_action('record', name, dict(image=before['image'], image_id=image_id))] if changed else []
-        entry = None
-        if changed and not module.check_mode:
-            try:
-                entry = backend.record_deploy(name, before['image'], image_id)
-                history = backend.history(name)
-            except BackendError as exc:
-                fail_backend(module, exc)
-            actions[0]['done'] = True
-        summary = ('%s: %s deploy of %s' % (name, 'recorded' if entry else 'would record', before['image'])
-                   if changed else '%s: %s is already the last recorded deploy' % (name, before['image']))
-        diff = dict(before=dict(entries=recorded), after=dict(entries=recorded + int(changed)))
-        module.exit_json(changed=changed, actions=actions, diff=diff, summary=summary, history=history,
-                         service=before, waited=0)
+        summary = ('%s: would record deploy of %s' % (name, before['image']) if changed
+                   else '%s: %s is already the last recorded deploy' % (name, before['image']))
+        diff = dict(before=dict(entries=len(history)), after=dict(entries=len(history) + int(changed)))
+        plan = Plan(before, actions, diff, summary, history=history)
+        plan.record = (before['image'], image_id)
+        return plan
 
-    if p['current_image'] is not None and before['image'] != p['current_image']:
-        module.exit_json(changed=False, actions=[], diff=dict(before=now, after=now), history=history,
-                         summary='%s runs %s, not %s: nothing to roll back' % (name, before['image'], p['current_image']),
-                         service=before, waited=0)
-    target, problem = choose_target(before, history, p['revision'])
-    if problem:
-        module.fail_json(msg=problem, history=history, service=before)
-    goal = dict(revision=target['revision'], image=target['image'])
-    if p['revision'] is not None and target['image'] == before['image'] and before.get('revision') in (None, target['revision']):
-        module.exit_json(changed=False, actions=[], diff=dict(before=now, after=now), history=history,
-                         summary='%s already runs revision %s (%s)' % (name, target['revision'], target['image']),
-                         service=before, waited=0)
-    actions = [make_action('rollback', name, dict(platform=backend.platform, **{'from': now, 'to': goal}))]
-    diff = dict(before=now, after=goal)
-    if module.check_mode:
-        module.exit_json(changed=True, actions=actions, diff=diff, history=history, service=before, waited=0,
-                         summary='%s would be rolled back from revision %s (%s) to revision %s (%s)' % (
-                             name, now['revision'], now['image'], goal['revision'], goal['image']))
-    try:
-        backend.rollback(name, target['revision'])
-        actions[0]['done'] = True
-        satisfied, waited, after = True, 0, None
-        if p['wait']:
-            def done(service):
-                return (service['desired_replicas'] > 0 and service['ready_replicas'] == service['desired_replicas']
-                        and all(i['image'] == target['image'] for i in service['instances']
-                                if i['state'] in ('running', 'pending')))
-            satisfied, waited, after = wait_for_service(module, backend, name, done)
-        if after is None:
-            after = backend.service(name)
-    except BackendError as exc:
-        fail_backend(module, exc, changed=actions[0]['done'], actions=actions)
-    summary = '%s rolled back from revision %s (%s) to revision %s (%s): %s' % (
-        name, now['revision'], now['image'], goal['revision'], goal['image'], instance_summary(after))
-    if not satisfied:
-        module.fail_json(msg='service %s was rolled back to revision %s but is not ready after %ss: %s' % (
-            name, goal['revision'], p['wait_timeout'], instance_summary(after)), changed=True, actions=actions,
-            diff=diff, summary=summary, service=after, waited=waited)
-    module.exit_json(changed=True, actions=actions, diff=diff, summary=summary, history=backend.history(name),
-                     service=after, waited=waited)
+    def _plan_rollback(self, backend, name, before, history):
+        p = self.params
+        now = dict(revision=before.get('revision'), image=before.get('image'))
+        unchanged = dict(before=now, after=now)
+        if p['current_image'] is not None and before['image'] != p['current_image']:
+            return Plan(before, [], unchanged, '%s runs %s, not %s: nothing to roll back' % (
+                name, before['image'], p['current_image']), history=history)
+        target, problem = choose_target(before, history, p['revision'], backend.history_hint)
+        if problem:
+            raise Refused(problem, history=history, service=before)
+        goal = dict(revision=target['revision'], image=target['image'])
+        if p['revision'] is not None and target['image'] == before['image'] and \
+                before.get('revision') in (None, target['revision']):
+            return Plan(before, [], unchanged, '%s already runs revision %s (%s)' % (
+                name, target['revision'], target['image']), history=history)
+        # What the platform needs to roll back safely (Compose: the project's files), refused in check mode too.
+        backend.check_rollback(name)
+        actions = [make_action('rollback', name, dict(platform=backend.platform, **{'from': now, 'to': goal}))]
+        summary = '%s would be rolled back from revision %s (%s) to revision %s (%s)' % (
+            name, now['revision'], now['image'], goal['revision'], goal['image'])
+
+        def ready(service):
+            return (service['desired_replicas'] > 0 and service['ready_replicas'] == service['desired_replicas']
+                    and all(i['image'] == target['image'] for i in service['instances']
+                            if i['state'] in ('running', 'pending')))
+        plan = Plan(before, actions, dict(before=now, after=goal), summary, ready=ready, history=history)
+        plan.now, plan.goal = now, goal
+        return plan
+
+    def act(self, backend, name, plan):
+        if self.recording:
+            plan.entry = backend.record_deploy(name, *plan.record)
+        else:
+            backend.rollback(name, plan.goal['revision'])
+
+    def finish(self, backend, name, plan, after):
+        plan.result['history'] = backend.history(name)
+
+    def done_summary(self, plan, after):
+        name = self.params['service']
+        if self.recording:
+            return '%s: %s deploy of %s' % (name, 'recorded' if plan.entry else 'already recorded the',
+                                            plan.record[0])
+        return '%s rolled back from revision %s (%s) to revision %s (%s): %s' % (
+            name, plan.now['revision'], plan.now['image'], plan.goal['revision'], plan.goal['image'],
+            instance_summary(after))
+
+    def not_ready(self, plan):
+        return 'service %s was rolled back to revision %s but is not ready' % (
+            self.params['service'], plan.goal['revision'])
+
+
+def main():
+    Rollback().run()
 
 
 if __name__ == '__main__':

@@ -150,16 +150,16 @@ notes:
   elements: str
 '''
 
-import re
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.incident.response.plugins.module_utils._common import (
     BackendError,
-    DurationError,
     StatusBuilder,
-    parse_duration,
+    diagnosis_result,
+    duration_param,
+    new_module,
     plural,
+    regex_param,
 )
 from ansible_collections.incident.response.plugins.module_utils._services import (
     backend_or_fail,
@@ -200,17 +200,11 @@ def main():
         log_lines=dict(type='int', default=200),
         stats=dict(type='bool', default=True),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec, supports_check_mode=True)
     p = module.params
-    try:
-        since = parse_duration(p['log_since'], 'log_since')
-    except DurationError as exc:
-        module.fail_json(msg=str(exc))
-    if p['log_pattern']:
-        try:
-            re.compile(p['log_pattern'])
-        except re.error as exc:
-            module.fail_json(msg='log_pattern: %r is not a valid regular expression: %s' % (p['log_pattern'], exc))
+    since = duration_param(module, 'log_since')
+    # An empty log_pattern disables the logs (documented); a pattern is bounded in input and time.
+    pattern = regex_param(module, 'log_pattern') if p['log_pattern'] else None
     if p['log_lines'] < 0:
         module.fail_json(msg='log_lines must not be negative, got %s' % p['log_lines'])
 
@@ -218,8 +212,8 @@ def main():
     try:
         services = backend.services(p['services'])
         for service in services:
-            if p['log_pattern'] and p['log_lines']:
-                service['log_lines'] = backend.logs(service['name'], since=since, pattern=p['log_pattern'],
+            if pattern is not None and p['log_lines']:
+                service['log_lines'] = backend.logs(service['name'], since=since, pattern=pattern,
                                                     lines=p['log_lines'])
             else:
                 service['log_lines'] = []
@@ -233,8 +227,8 @@ def main():
     builder = StatusBuilder()
     for service in services:
         diagnose(builder, service)
-    module.exit_json(changed=False, status=builder.status, reasons=builder.reasons, platform=p['platform'],
-                     services=services, notes=list(getattr(backend, 'notes', [])))
+    module.exit_json(**diagnosis_result(builder.status, builder.reasons, platform=p['platform'], services=services,
+                                        notes=list(backend.notes)))
 
 
 if __name__ == '__main__':

@@ -17,7 +17,9 @@ description:
   - Compose freezes the service's running containers (C(docker pause)) and thaws them (C(docker unpause)); their
     state is kept.
   - Kubernetes records the replica count in the Deployment annotation C(incident.response/paused-replicas) and
-    scales to 0; unpause restores the recorded count and removes the annotation.
+    scales to 0; unpause restores the recorded count and removes the annotation. A Deployment is paused when it
+    carries the annotation B(and) runs 0 replicas; one whose replicas came back since (an autoscaler,
+    C(kubectl scale)) is paused again, and the count that runs then is recorded.
   - With O(wait=true) and O(state=unpaused), waits until every instance is running and ready.
   - Check mode reports what would change and changes nothing. Idempotent.
 author:
@@ -91,76 +93,58 @@ waited:
   type: float
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.incident.response.plugins.module_utils._common import (
-    WAIT_ARGUMENT_SPEC,
-    BackendError,
-    make_action,
-    validate_wait_args,
-)
+from ansible_collections.incident.response.plugins.module_utils._common import make_action
 from ansible_collections.incident.response.plugins.module_utils._services import (
-    backend_or_fail,
-    fail_backend,
+    Plan,
+    ServiceRemediation,
     instance_summary,
-    service_argument_spec,
-    wait_for_service,
 )
 
 
-def main():
-    argument_spec = service_argument_spec()
-    argument_spec.update(WAIT_ARGUMENT_SPEC)
-    argument_spec.update(
+class Pause(ServiceRemediation):
+    options = dict(
         service=dict(type='str', required=True),
         state=dict(type='str', default='paused', choices=['paused', 'unpaused']),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    p = module.params
-    validate_wait_args(module)
-    name, want_paused = p['service'], p['state'] == 'paused'
-    backend = backend_or_fail(module)
-    try:
+
+    @property
+    def verb(self):
+        return 'pause' if self.params['state'] == 'paused' else 'unpause'
+
+    def plan(self, backend, name):
+        want_paused = self.params['state'] == 'paused'
         before = backend.service(name)
-        paused = backend.is_paused(name)
-        partly = bool(before.get('paused_replicas')) if backend.platform == 'compose' else paused
-    except BackendError as exc:
-        fail_backend(module, exc)
-
-    changed = (want_paused and not paused) or (not want_paused and partly)
-    verb = 'pause' if want_paused else 'unpause'
-    actions = [make_action(verb, name, dict(platform=backend.platform))] if changed else []
-    diff = dict(before=dict(paused=paused), after=dict(paused=want_paused))
-    if module.check_mode or not changed:
-        summary = ('%s would be %sd' % (name, verb)) if changed else '%s is already %s' % (name, p['state'])
-        module.exit_json(changed=changed, actions=actions, diff=diff, summary=summary, service=before, waited=0)
-
-    try:
+        state = backend.pause_state(before)
+        changed = (want_paused and not state['paused']) or (not want_paused and state['partly'])
+        actions = [make_action(self.verb, name, dict(platform=backend.platform))] if changed else []
+        diff = dict(before=dict(paused=state['paused']), after=dict(paused=want_paused))
+        summary = ('%s would be %sd' % (name, self.verb)) if changed else '%s is already %s' % (name, self.params['state'])
         if want_paused:
+            # Paused for real, and nothing of it runs any more (on Kubernetes: the pods are gone as well).
+            def ready(service):
+                return backend.pause_state(service)['paused'] and service['running_replicas'] == 0
+        else:
+            def ready(service):
+                return (service['desired_replicas'] > 0 and not backend.pause_state(service)['partly']
+                        and service['ready_replicas'] == service['desired_replicas'])
+        return Plan(before, actions, diff, summary, ready=ready)
+
+    def act(self, backend, name, plan):
+        if self.params['state'] == 'paused':
             backend.pause(name)
         else:
             backend.unpause(name)
-        actions[0]['done'] = True
-        satisfied, waited = True, 0
-        if p['wait']:
-            if want_paused:
-                # Kubernetes: paused means scaled to zero, so wait until the pods are gone as well.
-                satisfied, waited, after = wait_for_service(
-                    module, backend, name,
-                    lambda s: backend.is_paused(name) and (backend.platform != 'kubernetes' or s['running_replicas'] == 0))
-            else:
-                satisfied, waited, after = wait_for_service(
-                    module, backend, name, lambda s: s['desired_replicas'] > 0 and not s.get('paused_replicas')
-                    and s['ready_replicas'] == s['desired_replicas'] and not backend.is_paused(name))
-        after = backend.service(name)
-    except BackendError as exc:
-        fail_backend(module, exc, changed=True, actions=actions)
-    summary = '%s %sd (%s)' % (name, verb, instance_summary(after))
-    if not satisfied:
-        module.fail_json(msg='service %s was %sd but is not %s after %ss: %s' % (
-            name, verb, 'paused' if want_paused else 'ready', p['wait_timeout'], instance_summary(after)),
-            changed=True, actions=actions, diff=diff, summary=summary, service=after, waited=waited)
-    module.exit_json(changed=True, actions=actions, diff=diff, summary=summary, service=after, waited=waited)
+
+    def done_summary(self, plan, after):
+        return '%s %sd (%s)' % (self.params['service'], self.verb, instance_summary(after))
+
+    def not_ready(self, plan):
+        return 'service %s was %sd but is not %s' % (
+            self.params['service'], self.verb, 'paused' if self.params['state'] == 'paused' else 'ready')
+
+
+def main():
+    Pause().run()
 
 
 if __name__ == '__main__':

@@ -47,7 +47,11 @@ options:
     type: str
     required: true
   instances:
-    description: Restart only these containers (id, id prefix of at least 12 characters, or name). Compose only.
+    description:
+      - Restart only these instances (Compose containers; Kubernetes pods, which are deleted so that their
+        ReplicaSet replaces them).
+      - Each entry is an exact name or id, or a prefix of an id that matches exactly one instance. An empty entry,
+        a prefix that matches several instances, or an unknown one is refused and nothing is restarted.
     type: list
     elements: str
   only:
@@ -115,33 +119,58 @@ waited:
   type: float
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.incident.response.plugins.module_utils._common import (
-    WAIT_ARGUMENT_SPEC,
-    BackendError,
-    DurationError,
+    duration_param,
     make_action,
-    parse_duration,
     plural,
-    validate_wait_args,
 )
 from ansible_collections.incident.response.plugins.module_utils._services import (
-    backend_or_fail,
-    fail_backend,
+    Plan,
+    Refused,
+    ServiceRemediation,
     instance_summary,
-    service_argument_spec,
-    wait_for_service,
 )
 
 STOPPED = ('exited', 'created', 'dead')
 
 
+def resolve(service, wanted):
+    """The ids of the instances ``wanted`` names, or Refused.
+
+    Each entry is an exact name or id (or a full 64-character container id), else a prefix of an id that
+    matches exactly one instance. An empty entry (it would match every instance) and a prefix matching
+    several are refused: on Kubernetes a restart of chosen instances deletes their pods.
+    """
+    name, instances = service['name'], service['instances']
+    listing = ', '.join(i['name'] for i in instances) or 'none'
+    ids, unknown = [], []
+    for entry in wanted:
+        text = (entry or '').strip()
+        if not text:
+            raise Refused('instances: an empty name matches every instance; give exact names or ids (instances of '
+                          'service %s: %s): nothing restarted' % (name, listing))
+        found = [i for i in instances
+                 if text in (i['name'], i['id']) or (len(text) == 64 and text.startswith(i['id']))]
+        if not found:
+            found = [i for i in instances if i['id'].startswith(text)]
+        if len(found) > 1:
+            raise Refused('instances: %r matches %d instances of service %s (%s): give exact names or a longer id '
+                          'prefix: nothing restarted' % (text, len(found), name,
+                                                         ', '.join(i['name'] for i in found)))
+        if not found:
+            unknown.append(text)
+        elif found[0]['id'] not in ids:
+            ids.append(found[0]['id'])
+    if unknown:
+        raise Refused('service %s has no instance %s (instances: %s): nothing restarted' % (
+            name, ', '.join(unknown), listing))
+    return ids
+
+
 def choose(instances, wanted_ids, only, min_uptime):
     chosen = []
     for instance in instances:
-        if wanted_ids is not None and not any(
-                instance['id'].startswith(w[:12]) or instance['name'] == w for w in wanted_ids):
+        if wanted_ids is not None and instance['id'] not in wanted_ids:
             continue
         if only:
             hit = ('unhealthy' in only and instance['health'] == 'unhealthy') or \
@@ -161,57 +190,36 @@ def view(instance):
     return dict(state=instance['state'], health=instance['health'], started_at=instance['started_at'])
 
 
-def main():
-    argument_spec = service_argument_spec()
-    argument_spec.update(WAIT_ARGUMENT_SPEC)
-    argument_spec.update(
+class Restart(ServiceRemediation):
+    options = dict(
         service=dict(type='str', required=True),
         instances=dict(type='list', elements='str'),
         only=dict(type='list', elements='str', choices=['unhealthy', 'exited']),
         min_uptime=dict(type='raw'),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    p = module.params
-    validate_wait_args(module)
-    try:
-        min_uptime = parse_duration(p['min_uptime'], 'min_uptime')
-    except DurationError as exc:
-        module.fail_json(msg=str(exc))
-    name = p['service']
-    backend = backend_or_fail(module)
-    try:
+    min_uptime = None
+
+    def validate(self):
+        self.min_uptime = duration_param(self.module, 'min_uptime')
+
+    def plan(self, backend, name):
+        p = self.params
         before = backend.service(name)
-    except BackendError as exc:
-        fail_backend(module, exc)
-
-    if p['instances'] is not None:
-        unknown = [w for w in p['instances']
-                   if not any(i['id'].startswith(w[:12]) or i['name'] == w for i in before['instances'])]
-        if unknown:
-            module.fail_json(msg='service %s has no instance %s (instances: %s)' % (
-                name, ', '.join(unknown), ', '.join(i['name'] for i in before['instances']) or 'none'))
-
-    rolling = backend.platform == 'kubernetes' and p['instances'] is None and not p['only'] and min_uptime is None
-    chosen = choose(before['instances'], p['instances'], p['only'], min_uptime)
-    if rolling:
-        actions = [make_action('rollout_restart', name, dict(platform=backend.platform))]
-    else:
-        actions = [make_action('restart', i['name'], dict(service=name, id=i['id'], state=i['state'],
-                                                          health=i['health'])) for i in chosen]
-    changed = bool(actions)
-    ids = [i['id'] for i in chosen]
-    diff = dict(before=dict((i['name'], view(i)) for i in chosen), after={})
-    if module.check_mode or not changed:
-        summary = ('%s: would restart %s' % (name, ', '.join(i['name'] for i in chosen) if not rolling
-                                             else 'the deployment') if changed
-                   else '%s: no instance to restart (%s)' % (name, instance_summary(before)))
-        module.exit_json(changed=changed, actions=actions, restarted=ids, diff=diff, summary=summary,
-                         service=before, waited=0)
-
-    try:
-        restarted = backend.restart(name, None if rolling else ids)
-        for action in actions:
-            action['done'] = True
+        wanted = resolve(before, p['instances']) if p['instances'] is not None else None
+        rolling = backend.rollout_restart and wanted is None and not p['only'] and self.min_uptime is None
+        chosen = choose(before['instances'], wanted, p['only'], self.min_uptime)
+        if rolling:
+            actions = [make_action('rollout_restart', name, dict(platform=backend.platform))]
+        else:
+            actions = [make_action('restart', i['name'], dict(service=name, id=i['id'], state=i['state'],
+                                                              health=i['health'])) for i in chosen]
+        ids = [i['id'] for i in chosen]
+        diff = dict(before=dict((i['name'], view(i)) for i in chosen), after={})
+        if not actions:
+            summary = '%s: no instance to restart (%s)' % (name, instance_summary(before))
+        else:
+            summary = '%s: would restart %s' % (name, 'the deployment' if rolling
+                                                else ', '.join(i['name'] for i in chosen))
         started = dict((i['id'], i['started_at']) for i in chosen)
 
         def ready(service):
@@ -221,24 +229,27 @@ def main():
             now = dict((i['id'], i['started_at']) for i in service['instances'])
             return all(now.get(cid) != old for cid, old in started.items())
 
-        satisfied, waited, after = True, 0, None
-        if p['wait']:
-            satisfied, waited, after = wait_for_service(module, backend, name, ready)
-        if after is None:
-            after = backend.service(name)
-    except BackendError as exc:
-        fail_backend(module, exc, changed=any(a['done'] for a in actions), actions=actions)
-    diff['after'] = dict((i['name'], view(i)) for i in after['instances'] if i['id'] in ids)
-    count = len(chosen) if not rolling else after['desired_replicas']
-    summary = '%s: restarted %s (%s)' % (name, plural(count, 'instance'), instance_summary(after))
-    if not satisfied:
-        module.fail_json(msg='service %s was restarted but is not ready after %ss: %s'
-                         % (name, p['wait_timeout'], instance_summary(after)), changed=True, actions=actions,
-                         restarted=restarted or ids, diff=diff, summary=summary, service=after, waited=waited)
-    if p['wait']:
-        summary += ' in %ss' % waited
-    module.exit_json(changed=True, actions=actions, restarted=restarted or ids, diff=diff, summary=summary,
-                     service=after, waited=waited)
+        plan = Plan(before, actions, diff, summary, ready=ready, restarted=ids)
+        plan.rolling, plan.chosen = rolling, ids
+        return plan
+
+    def act(self, backend, name, plan):
+        restarted = backend.restart(name, None if plan.rolling else plan.chosen)
+        plan.result['restarted'] = restarted or plan.chosen
+
+    def finish(self, backend, name, plan, after):
+        plan.diff['after'] = dict((i['name'], view(i)) for i in after['instances'] if i['id'] in plan.chosen)
+
+    def done_summary(self, plan, after):
+        count = after['desired_replicas'] if plan.rolling else len(plan.chosen)
+        return '%s: restarted %s (%s)' % (self.params['service'], plural(count, 'instance'), instance_summary(after))
+
+    def not_ready(self, plan):
+        return 'service %s was restarted but is not ready' % self.params['service']
+
+
+def main():
+    Restart().run()
 
 
 if __name__ == '__main__':

@@ -108,90 +108,69 @@ waited:
   type: float
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.incident.response.plugins.module_utils._common import (
-    WAIT_ARGUMENT_SPEC,
-    BackendError,
-    make_action,
-    validate_wait_args,
-)
+from ansible_collections.incident.response.plugins.module_utils._common import make_action
 from ansible_collections.incident.response.plugins.module_utils._services import (
     DifferenceTracker,
+    Plan,
+    Refused,
+    ServiceRemediation,
     all_ready,
-    backend_or_fail,
-    fail_backend,
     instance_summary,
-    service_argument_spec,
-    wait_for_service,
 )
 
 
-def main():
-    argument_spec = service_argument_spec()
-    argument_spec.update(WAIT_ARGUMENT_SPEC)
-    argument_spec.update(
+class Scale(ServiceRemediation):
+    options = dict(
         service=dict(type='str', required=True),
         replicas=dict(type='int', required=True),
         max_replicas=dict(type='int', default=20),
         current_replicas=dict(type='int'),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    p = module.params
-    validate_wait_args(module)
-    name, replicas = p['service'], p['replicas']
-    if replicas < 0:
-        module.fail_json(msg='replicas must not be negative, got %d: nothing changed' % replicas)
-    if p['max_replicas'] < 0:
-        module.fail_json(msg='max_replicas must not be negative, got %d' % p['max_replicas'])
-    if replicas > p['max_replicas']:
-        module.fail_json(msg='replicas %d is above max_replicas %d for service %s: nothing changed'
-                         % (replicas, p['max_replicas'], name))
 
-    backend = backend_or_fail(module)
-    try:
+    def validate(self):
+        p = self.params
+        if p['replicas'] < 0:
+            raise Refused('replicas must not be negative, got %d: nothing changed' % p['replicas'])
+        if p['max_replicas'] < 0:
+            raise Refused('max_replicas must not be negative, got %d' % p['max_replicas'])
+        if p['replicas'] > p['max_replicas']:
+            raise Refused('replicas %d is above max_replicas %d for service %s: nothing changed'
+                          % (p['replicas'], p['max_replicas'], p['service']))
+
+    def plan(self, backend, name):
+        p = self.params
+        replicas = p['replicas']
         before = backend.service(name)
-    except BackendError as exc:
-        fail_backend(module, exc)
-
-    tracker = DifferenceTracker()
-    tracker.add('replicas', before['desired_replicas'], replicas)
-    tracker.add('running', before['running_replicas'], replicas)
-    changed = tracker.has_changes
-    if changed and p['current_replicas'] is not None and before['desired_replicas'] != p['current_replicas']:
-        module.fail_json(msg='precondition failed: service %s has %d replicas, current_replicas says %d: nothing '
-                             'changed' % (name, before['desired_replicas'], p['current_replicas']),
-                         service=before)
-    actions = []
-    if changed:
-        actions.append(make_action('scale', name, dict(platform=backend.platform, **{
-            'from': before['desired_replicas'], 'to': replicas, 'running': before['running_replicas']})))
-    diff = dict(before=dict(replicas=before['desired_replicas'], running=before['running_replicas']),
-                after=dict(replicas=replicas, running=replicas))
-    if module.check_mode or not changed:
+        tracker = DifferenceTracker()
+        tracker.add('replicas', before['desired_replicas'], replicas)
+        tracker.add('running', before['running_replicas'], replicas)
+        changed = tracker.has_changes
+        if changed and p['current_replicas'] is not None and before['desired_replicas'] != p['current_replicas']:
+            raise Refused('precondition failed: service %s has %d replicas, current_replicas says %d: nothing '
+                          'changed' % (name, before['desired_replicas'], p['current_replicas']), service=before)
+        actions = []
+        if changed:
+            actions.append(make_action('scale', name, dict(platform=backend.platform, **{
+                'from': before['desired_replicas'], 'to': replicas, 'running': before['running_replicas']})))
+        diff = dict(before=dict(replicas=before['desired_replicas'], running=before['running_replicas']),
+                    after=dict(replicas=replicas, running=replicas))
         summary = ('%s would be scaled from %d to %d replicas' % (name, before['desired_replicas'], replicas)
                    if changed else '%s already has %d replicas (%s)' % (name, replicas, instance_summary(before)))
-        module.exit_json(changed=changed, actions=actions, diff=diff, summary=summary, service=before, waited=0)
+        return Plan(before, actions, diff, summary, ready=all_ready(replicas))
 
-    try:
-        backend.scale(name, replicas)
-        actions[0]['done'] = True
-        after, waited, satisfied = None, 0, True
-        if p['wait']:
-            satisfied, waited, after = wait_for_service(module, backend, name, all_ready(replicas))
-        if after is None:
-            after = backend.service(name)
-    except BackendError as exc:
-        fail_backend(module, exc, changed=bool(actions and actions[0]['done']), actions=actions)
-    summary = '%s scaled from %d to %d replicas (%s)' % (
-        name, before['desired_replicas'], replicas, instance_summary(after))
-    if not satisfied:
-        module.fail_json(msg='service %s was scaled to %d but is not ready after %ss: %s'
-                         % (name, replicas, p['wait_timeout'], instance_summary(after)),
-                         changed=True, actions=actions, diff=diff, summary=summary, service=after, waited=waited)
-    if p['wait']:
-        summary += ' in %ss' % waited
-    module.exit_json(changed=True, actions=actions, diff=diff, summary=summary, service=after, waited=waited)
+    def act(self, backend, name, plan):
+        backend.scale(name, self.params['replicas'])
+
+    def done_summary(self, plan, after):
+        return '%s scaled from %d to %d replicas (%s)' % (
+            self.params['service'], plan.before['desired_replicas'], self.params['replicas'], instance_summary(after))
+
+    def not_ready(self, plan):
+        return 'service %s was scaled to %d but is not ready' % (self.params['service'], self.params['replicas'])
+
+
+def main():
+    Scale().run()
 
 
 if __name__ == '__main__':

@@ -433,3 +433,21 @@ def test_scale_workers_playbook_on_kubernetes(k8s, k8s_ansible):
     over_cap = dict(extra, workers_down_replicas=8)
     run = unchanged(k8s, lambda: k8s_ansible.playbook('playbooks/scale_workers.yml', over_cap, env=env))
     assert run.rc != 0 and 'above max_replicas 6' in run.output, run
+
+
+def test_scale_workers_playbook_takes_the_namespace_from_workers_down_namespace(k8s, k8s_ansible):
+    """Issue 9: workers_down_project was documented as the namespace but passed as project, which Kubernetes ignores.
+
+    The kubeconfig here has no namespace in its context (so the default would be ``default``): the Deployment
+    is found only through workers_down_namespace.
+    """
+    k8s.create('ns-worker', replicas=1)
+    extra = dict(workers_down_platform='kubernetes', workers_down_namespace=k8s.namespace,
+                 workers_down_service='ns-worker', workers_down_replicas=2, workers_down_max_replicas=4,
+                 workers_down_check_database=False, workers_down_wait_timeout=WAIT)
+    env = dict(K8S_AUTH_KUBECONFIG=k8s.kubeconfig)
+    run = unchanged(k8s, lambda: k8s_ansible.playbook('playbooks/scale_workers.yml', extra, check=True, env=env))
+    assert run.rc == 0 and 'ns-worker would be scaled from 1 to 2 replicas' in run.output, run
+    run = k8s_ansible.playbook('playbooks/scale_workers.yml', extra, env=env)
+    assert run.rc == 0 and 'ns-worker scaled from 1 to 2 replicas' in run.output, run
+    assert k8s.deployment('ns-worker')['spec']['replicas'] == 2

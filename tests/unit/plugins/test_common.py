@@ -1,3 +1,4 @@
+import datetime
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from ansible_collections.incident.response.plugins.module_utils._common import (
     format_duration,
     make_action,
     parse_duration,
+    parse_time,
     plural,
     redact,
     regex_param,
@@ -129,6 +131,29 @@ def test_wait_until_gives_up_after_the_timeout():
     ok, elapsed, value = wait_until(lambda: False, timeout=0.3, sleep=0.1)
     assert ok is False and value is False
     assert 0.3 <= time.monotonic() - start < 3
+
+
+UTC = datetime.timezone.utc
+
+
+@pytest.mark.parametrize('value, expected', [
+    # Docker: nanoseconds, Z
+    ('2026-01-02T03:00:05.123456789Z', datetime.datetime(2026, 1, 2, 3, 0, 5, 123456, tzinfo=UTC)),
+    # Kubernetes: seconds, Z
+    ('2026-11-25T09:58:20Z', datetime.datetime(2026, 11, 25, 9, 58, 20, tzinfo=UTC)),
+    # An offset, and no offset at all (UTC)
+    ('2026-01-02T04:00:05+01:00', datetime.datetime(2026, 1, 2, 3, 0, 5, tzinfo=UTC)),
+    ('2026-01-02T03:00:05', datetime.datetime(2026, 1, 2, 3, 0, 5, tzinfo=UTC)),
+])
+def test_parse_time_of_both_platforms(value, expected):
+    assert parse_time(value) == expected
+    assert parse_time(value).utcoffset() is not None
+
+
+@pytest.mark.parametrize('value', [None, '', '0001-01-01T00:00:00Z', 'garbage', '2026-13-45T99:99:99Z',
+                                   '2026-01-02T03:00:05+99:00', 12])
+def test_parse_time_unknown_is_none_never_an_exception(value):
+    assert parse_time(value) is None
 
 
 # --- result builders and argument helpers (issue 7) -------------------------------------------

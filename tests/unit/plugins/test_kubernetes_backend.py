@@ -1,10 +1,11 @@
-"""The Kubernetes backend: pure logic, and every interface method against the FAKE API server.
+"""The Kubernetes client and backend: configuration, and every interface method against the FAKE API server.
+
+The pure views of the objects are tested in test_k8s_views.py.
 
 The FAKE server (tests/fake_k8s/server.py) is not Kubernetes: it answers the endpoints the backend calls
 with real object shapes and a toy controller. Integration tests run the modules against it (and
 against a real cluster with make test-k8s).
 """
-import datetime
 import json
 import os
 import sys
@@ -15,16 +16,13 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.incident.response.plugins.module_utils import _kubernetes
+from ansible_collections.incident.response.plugins.module_utils import _k8s_client, _k8s_views, _kubernetes
 from ansible_collections.incident.response.plugins.module_utils._common import BackendError
-from ansible_collections.incident.response.plugins.module_utils._kubernetes import (
-    KubernetesBackend, deployment_view, kubernetes_argument_spec, pick_rollback_target, pod_view, selector_string,
-    template_without_hash)
+from ansible_collections.incident.response.plugins.module_utils._k8s_client import kubernetes_argument_spec
+from ansible_collections.incident.response.plugins.module_utils._kubernetes import KubernetesBackend
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..'))
 from fake_k8s.server import FakeKubeServer, deployment_manifest, json_patch, merge_patch  # noqa: E402 pylint: disable=wrong-import-position
-
-NOW = datetime.datetime(2026, 11, 25, 10, 0, 0, tzinfo=datetime.timezone.utc)
 
 
 class Failed(Exception):
@@ -43,106 +41,6 @@ class FakeModule(object):
         raise Failed(kwargs)
 
 
-def pod(name='web-abc-1', phase='Running', ready=True, rs='web-abc', deleting=False, containers=None):
-    meta = dict(name=name, ownerReferences=[dict(kind='ReplicaSet', name=rs, uid='uid-' + rs)])
-    if deleting:
-        meta['deletionTimestamp'] = '2026-11-25T09:59:00Z'
-    statuses = containers if containers is not None else [
-        dict(name='app', ready=ready, restartCount=0, state={'running': {'startedAt': '2026-11-25T09:58:20Z'}})]
-    return dict(metadata=meta, spec=dict(containers=[dict(name='app', image='web:2')], nodeName='n1'),
-                status=dict(phase=phase, containerStatuses=statuses,
-                            conditions=[dict(type='Ready', status='True' if ready else 'False')]))
-
-
-# ---------------------------------------------------------------- pure logic
-def test_selector_string_renders_labels_and_expressions():
-    selector = dict(matchLabels={'app': 'web', 'tier': 'api'},
-                    matchExpressions=[dict(key='env', operator='In', values=['prod', 'stage']),
-                                      dict(key='canary', operator='DoesNotExist'),
-                                      dict(key='zone', operator='NotIn', values=['b']),
-                                      dict(key='team', operator='Exists')])
-    assert selector_string(selector) == 'app=web,tier=api,env in (prod,stage),!canary,zone notin (b),team'
-    assert selector_string(None) == ''
-
-
-def test_pod_view_running_ready_pod():
-    view = pod_view(pod(), {'web-abc': 3}, now=NOW)
-    assert view['state'] == 'running' and view['health'] == 'healthy'
-    assert view['uptime_seconds'] == 100 and view['revision'] == 3 and view['exit_code'] is None
-    assert view['image'] == 'web:2' and view['id'] == 'web-abc-1'
-
-
-@pytest.mark.parametrize('kwargs, state, health', [
-    (dict(phase='Pending', ready=False), 'pending', 'starting'),
-    (dict(deleting=True), 'terminating', 'none'),
-    (dict(phase='Failed', ready=False), 'exited', 'none'),
-    (dict(phase='Unknown'), 'unknown', 'none'),
-    (dict(ready=False), 'running', 'unhealthy'),
-])
-def test_pod_view_states(kwargs, state, health):
-    view = pod_view(pod(**kwargs), now=NOW)
-    assert (view['state'], view['health']) == (state, health)
-
-
-def test_pod_view_crashloop_reports_exit_code_restarts_and_oom():
-    statuses = [dict(name='app', ready=False, restartCount=4,
-                     state={'waiting': {'reason': 'CrashLoopBackOff'}},
-                     lastState={'terminated': {'exitCode': 137, 'reason': 'OOMKilled'}})]
-    view = pod_view(pod(ready=False, containers=statuses), now=NOW)
-    assert view['state'] == 'restarting' and view['health'] == 'unhealthy'
-    assert view['restart_count'] == 4 and view['exit_code'] == 137 and view['oom_killed'] is True
-    assert view['uptime_seconds'] is None
-
-
-def _rs(name, revision, image):
-    return dict(metadata=dict(name=name, uid='uid-' + name, annotations={_kubernetes.REVISION_ANNOTATION: str(revision)}),
-                spec=dict(replicas=0, template=dict(metadata=dict(labels={'app': 'web', 'pod-template-hash': name}),
-                                                    spec=dict(containers=[dict(name='app', image=image)]))))
-
-
-def _deployment(image='web:2', replicas=2, generation=2, observed=2, revision=2):
-    return dict(metadata=dict(name='web', namespace='prod', generation=generation,
-                              annotations={_kubernetes.REVISION_ANNOTATION: str(revision)}),
-                spec=dict(replicas=replicas, template=dict(metadata=dict(labels={'app': 'web'}),
-                                                           spec=dict(containers=[dict(name='app', image=image)]))),
-                status=dict(observedGeneration=observed, availableReplicas=2))
-
-
-def test_deployment_view_counts_only_pods_of_the_current_template_as_ready():
-    replicasets = [_rs('web-abc', 1, 'web:1'), _rs('web-def', 2, 'web:2')]
-    pods = [pod('web-abc-1', rs='web-abc'), pod('web-abc-2', rs='web-abc'), pod('web-def-1', rs='web-def')]
-    view = deployment_view(_deployment(), replicasets, pods, now=NOW)
-    assert view['desired_replicas'] == 2 and view['running_replicas'] == 3
-    assert view['ready_replicas'] == 1 and view['updated_replicas'] == 1
-    assert view['rollout_complete'] is False and view['revision'] == 2 and view['image'] == 'web:2'
-    assert [i['revision'] for i in view['instances']] == [1, 1, 2]
-
-
-def test_deployment_view_rollout_complete_needs_the_new_generation_observed():
-    replicasets = [_rs('web-def', 2, 'web:2')]
-    pods = [pod('web-def-1', rs='web-def'), pod('web-def-2', rs='web-def')]
-    assert deployment_view(_deployment(), replicasets, pods)['rollout_complete'] is True
-    assert deployment_view(_deployment(generation=3), replicasets, pods)['rollout_complete'] is False
-
-
-def test_rollback_target_previous_given_and_missing():
-    replicasets = [_rs('web-abc', 1, 'web:1'), _rs('web-def', 3, 'web:3'), _rs('web-ghi', 2, 'web:2')]
-    assert pick_rollback_target('web', 'prod', 3, replicasets)['metadata']['name'] == 'web-ghi'
-    assert pick_rollback_target('web', 'prod', 3, replicasets, revision=1)['metadata']['name'] == 'web-abc'
-    with pytest.raises(BackendError, match='deployment web has no revision 7 in namespace prod'):
-        pick_rollback_target('web', 'prod', 3, replicasets, revision=7)
-    with pytest.raises(BackendError, match=r'deployment web has no previous revision in namespace prod \(revisions '
-                                           r'kept: 1\)'):
-        pick_rollback_target('web', 'prod', 1, [_rs('web-abc', 1, 'web:1')])
-
-
-def test_template_without_hash_keeps_the_source():
-    rs = _rs('web-abc', 1, 'web:1')
-    template = template_without_hash(rs['spec']['template'])
-    assert template['metadata']['labels'] == {'app': 'web'}
-    assert rs['spec']['template']['metadata']['labels']['pod-template-hash'] == 'web-abc'
-
-
 def test_argument_spec_kubeconfig_falls_back_to_the_environment(monkeypatch):
     monkeypatch.delenv('K8S_AUTH_KUBECONFIG', raising=False)
     monkeypatch.setenv('KUBECONFIG', '/etc/kube/prod.yml')
@@ -157,7 +55,7 @@ def test_argument_spec_kubeconfig_falls_back_to_the_environment(monkeypatch):
 
 
 def test_missing_library_names_it_and_where_it_belongs(monkeypatch):
-    monkeypatch.setattr(_kubernetes, 'HAS_KUBERNETES', False)
+    monkeypatch.setattr(_k8s_client, 'HAS_KUBERNETES', False)
     with pytest.raises(Failed) as info:
         KubernetesBackend(FakeModule())
     msg = info.value.args[0]['msg']
@@ -175,14 +73,14 @@ def test_in_cluster_configuration_is_used_when_the_service_account_exists(monkey
     (tmp_path / 'token').write_text('in-cluster-token')
     (tmp_path / 'namespace').write_text('insights\n')
     (tmp_path / 'ca.crt').write_text('-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n')
-    monkeypatch.setattr(_kubernetes, 'SERVICE_ACCOUNT_DIR', str(tmp_path))
-    monkeypatch.setattr(_kubernetes.kubernetes.config.incluster_config, 'SERVICE_TOKEN_FILENAME',
+    monkeypatch.setattr(_k8s_client, 'SERVICE_ACCOUNT_DIR', str(tmp_path))
+    monkeypatch.setattr(_k8s_client.kubernetes.config.incluster_config, 'SERVICE_TOKEN_FILENAME',
                         str(tmp_path / 'token'))
-    monkeypatch.setattr(_kubernetes.kubernetes.config.incluster_config, 'SERVICE_CERT_FILENAME',
+    monkeypatch.setattr(_k8s_client.kubernetes.config.incluster_config, 'SERVICE_CERT_FILENAME',
                         str(tmp_path / 'ca.crt'))
     monkeypatch.setenv('KUBERNETES_SERVICE_HOST', '127.0.0.1')
     monkeypatch.setenv('KUBERNETES_SERVICE_PORT', '1')
-    cfg, source, namespace = _kubernetes.build_configuration(FakeModule(namespace=None).params)
+    cfg, source, namespace = _k8s_client.build_configuration(FakeModule(namespace=None).params)
     assert source == 'in-cluster service account' and namespace == 'insights'
     assert cfg.host == 'https://127.0.0.1:1'
     assert cfg.get_api_key_with_prefix('BearerToken', alias='authorization') == 'bearer in-cluster-token'
@@ -269,7 +167,7 @@ def test_restart_rolls_the_deployment_with_the_restarted_at_annotation(backend, 
     before = set(i['id'] for i in settle(backend)['instances'])
     assert backend.restart('web') == []
     template = fake_k8s.cluster.get_deployment('default', 'web')['spec']['template']
-    assert _kubernetes.RESTARTED_AT_ANNOTATION in template['metadata']['annotations']
+    assert _k8s_views.RESTARTED_AT_ANNOTATION in template['metadata']['annotations']
     view = settle(backend)
     assert view['revision'] == 2 and not before & set(i['id'] for i in view['instances'])
 
@@ -290,12 +188,12 @@ def test_pause_records_the_replicas_and_unpause_restores_them(backend, fake_k8s)
     backend.pause('web')
     assert backend.is_paused('web')
     dep = fake_k8s.cluster.get_deployment('default', 'web')
-    assert dep['spec']['replicas'] == 0 and dep['metadata']['annotations'][_kubernetes.PAUSED_ANNOTATION] == '3'
+    assert dep['spec']['replicas'] == 0 and dep['metadata']['annotations'][_k8s_views.PAUSED_ANNOTATION] == '3'
     view = settle(backend)
     assert view['paused'] and view['paused_replicas'] == 3 and view['desired_replicas'] == 0
     backend.pause('web')    # a second pause keeps the recorded count
     assert fake_k8s.cluster.get_deployment('default', 'web')['metadata']['annotations'][
-        _kubernetes.PAUSED_ANNOTATION] == '3'
+        _k8s_views.PAUSED_ANNOTATION] == '3'
     backend.unpause('web')
     assert not backend.is_paused('web')
     assert settle(backend)['ready_replicas'] == 3
@@ -306,7 +204,7 @@ def test_pause_records_the_replicas_and_unpause_restores_them(backend, fake_k8s)
 
 def test_unpause_with_a_garbled_annotation_fails_closed(backend, fake_k8s):
     fake_k8s.cluster.patch_deployment('default', 'web', 'application/merge-patch+json',
-                                      dict(metadata=dict(annotations={_kubernetes.PAUSED_ANNOTATION: 'many'})))
+                                      dict(metadata=dict(annotations={_k8s_views.PAUSED_ANNOTATION: 'many'})))
     with pytest.raises(BackendError, match="holds 'many', not a replica count"):
         backend.unpause('web')
 
@@ -418,3 +316,45 @@ def test_namespace_comes_from_the_option_else_the_context_else_default(fake_k8s,
     (tmp_path / 'without-ns').write_text(json.dumps(config))
     assert KubernetesBackend(FakeModule(kubeconfig=str(tmp_path / 'without-ns'), namespace=None)).namespace == 'default'
     assert KubernetesBackend(FakeModule(host=fake_k8s.url, api_key='fake-token', namespace=None)).namespace == 'default'
+
+
+def test_pause_checks_the_real_replica_count_not_only_the_annotation(backend, fake_k8s):
+    """Issue 9: something restored the replicas of a paused deployment; its annotation is still there.
+
+    It is not paused (pods run): pause_state says so, and a pause scales it to 0 again, recording the count
+    that ran; unpause then restores that count.
+    """
+    settle(backend)
+    backend.pause('web')
+    settle(backend)
+    # Someone (an autoscaler, an operator with kubectl scale) brings the pods back; the annotation stays.
+    fake_k8s.cluster.patch_deployment('default', 'web', 'application/merge-patch+json', dict(spec=dict(replicas=3)))
+    view = settle(backend)
+    assert view['desired_replicas'] == 3 and view['paused']
+    assert backend.pause_state(view) == dict(paused=False, partly=True)
+    assert not backend.is_paused('web')
+    backend.pause('web')
+    dep = fake_k8s.cluster.get_deployment('default', 'web')
+    assert dep['spec']['replicas'] == 0 and dep['metadata']['annotations'][_k8s_views.PAUSED_ANNOTATION] == '3'
+    assert backend.pause_state(settle(backend)) == dict(paused=True, partly=True)
+    backend.unpause('web')
+    assert settle(backend)['ready_replicas'] == 3
+
+
+def test_service_pause_module_repauses_a_deployment_whose_replicas_came_back(backend, fake_k8s):
+    from module_harness import Exited, run  # pylint: disable=import-outside-toplevel
+    from ansible_collections.incident.response.plugins.modules import service_pause  # pylint: disable=import-outside-toplevel
+    settle(backend)
+    args = dict(platform='kubernetes', kubeconfig=fake_k8s.kubeconfig_path, namespace='default', service='web',
+                wait_timeout=20)
+    kind, result = run(service_pause, args)
+    assert kind is Exited and result['changed'] is True
+    fake_k8s.cluster.patch_deployment('default', 'web', 'application/merge-patch+json', dict(spec=dict(replicas=2)))
+    settle(backend)
+    kind, result = run(service_pause, args)
+    assert kind is Exited, result
+    assert result['changed'] is True and result['actions'][0]['action'] == 'pause', result
+    assert result['service']['running_replicas'] == 0
+    assert fake_k8s.cluster.get_deployment('default', 'web')['spec']['replicas'] == 0
+    kind, result = run(service_pause, args)
+    assert kind is Exited and result['changed'] is False

@@ -34,6 +34,11 @@ def no_connection(monkeypatch):
     (service_info, dict(project='p', log_pattern='(x'), 'log_pattern'),
     (service_info, dict(project='p', log_since='soon'), "log_since: 'soon' is not a duration"),
     (service_info, dict(project='p', log_lines=-2), 'log_lines must not be negative'),
+    # Issue 9 (fuzzing): log_since of inf overflowed on Kubernetes; catastrophic log patterns ran unbounded.
+    (service_info, dict(platform='kubernetes', log_since='inf'), 'log_since'),
+    (service_info, dict(project='p', log_since=1e400), 'log_since'),
+    (service_info, dict(project='p', log_pattern='(a+)+$'), 'nests a repeat inside a repeat'),
+    (service_restart, dict(project='p', service='w', min_uptime='nan'), 'min_uptime'),
 ])
 def test_bad_input_fails_before_connecting(no_connection, module, args, message):
     kind, result = run(module, args)
@@ -50,10 +55,8 @@ def test_backend_error_becomes_one_message_with_details(monkeypatch):
 
 
 def test_compose_cli_failure_carries_cmd_rc_stdout_stderr(monkeypatch):
-    class Backend(object):
-        platform = 'compose'
-
-        def __init__(self, module):
+    class Backend(_compose.ComposeBackend):
+        def __init__(self, module):  # pylint: disable=super-init-not-called
             pass
 
         def service(self, name):
@@ -63,7 +66,6 @@ def test_compose_cli_failure_carries_cmd_rc_stdout_stderr(monkeypatch):
             raise BackendError('scaling service w failed (rc=1): boom', cmd=['docker-compose', 'up'], rc=1,
                                stdout='', stderr='boom')
     monkeypatch.setattr(_compose, 'ComposeBackend', Backend)
-    monkeypatch.setattr('ansible_collections.incident.response.plugins.module_utils._services.ComposeBackend', Backend)
     kind, result = run(service_scale, dict(project='p', service='w', replicas=2))
     assert kind is Failed
     assert result['cmd'] == ['docker-compose', 'up'] and result['rc'] == 1 and result['stderr'] == 'boom'

@@ -113,3 +113,97 @@ def test_all_ready_predicate():
     assert all_ready(2)(dict(desired_replicas=2, running_replicas=2, ready_replicas=2))
     assert not all_ready(2)(dict(desired_replicas=2, running_replicas=2, ready_replicas=1))
     assert not all_ready(2)(dict(desired_replicas=3, running_replicas=2, ready_replicas=2))
+
+
+# ---------------------------------------------------------------- issue 9 findings
+class FakeModule(object):
+    def __init__(self, **params):
+        self.params = dict((key, None) for key in _compose.compose_argument_spec())
+        self.params.update(project='proj', timeout=5)
+        self.params.update(params)
+
+    def fail_json(self, **kwargs):
+        raise AssertionError('fail_json(%r)' % kwargs)
+
+
+@pytest.mark.parametrize('host, message', [
+    ('tcp://h:notaport', "docker_host 'tcp://h:notaport' is not an address of a Docker daemon"),
+    ('tcp://h:99999999', "docker_host 'tcp://h:99999999' is not an address of a Docker daemon"),
+    ('http://[::1', "docker_host 'http://[::1' is not an address of a Docker daemon"),
+])
+def test_a_malformed_docker_host_is_one_message(host, message):
+    with pytest.raises(BackendError) as info:
+        _compose.ComposeBackend(FakeModule(docker_host=host))
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize('host', ['tcp://ops:hunter2@127.0.0.1:1', 'tcp://:hunter2@127.0.0.1:1',
+                                  'ssh://ops:hunter2@127.0.0.1:1', 'tcp://ops:hunter2@h:notaport'])
+def test_a_docker_host_with_credentials_is_redacted_in_messages(host):
+    with pytest.raises(BackendError) as info:
+        _compose.ComposeBackend(FakeModule(docker_host=host))
+    assert 'hunter2' not in str(info.value) and 'hunter2' not in repr(info.value.details)
+    assert '********' in str(info.value)
+
+
+def test_rollback_with_unknown_compose_files_is_refused(tmp_path, monkeypatch):
+    """Issue 9: an override with only image: recreated the service without its env, ports and volumes."""
+    backend = bare_backend(tmp_path)
+    backend.files = []
+    backend.record_deploy('api', 'img:1', 'sha256:1')
+    backend.record_deploy('api', 'img:2', 'sha256:2')
+    monkeypatch.setattr(backend, 'service', lambda name: dict(revision=2, image='img:2'), raising=False)
+    monkeypatch.setattr(backend, 'run_compose', lambda *a, **k: pytest.fail('compose ran: %r' % (a,)), raising=False)
+    with pytest.raises(BackendError) as info:
+        backend.rollback('api')
+    assert 'the compose files of project proj are not known' in str(info.value)
+    assert not (tmp_path / '.incident-response' / 'proj-rollback.override.yml').exists()
+    # Files that are gone since are unknown too.
+    backend.files = [str(tmp_path / 'gone.yml')]
+    with pytest.raises(BackendError, match='gone.yml'):
+        backend.rollback('api')
+
+
+@pytest.mark.parametrize('content', ['{not json', '[]', '{"services": []}', '{"services": {"api": "x"}}',
+                                     '{"services": {"api": [{"image": "a"}]}}',
+                                     '{"services": {"api": [{"revision": "1", "image": "a"}]}}',
+                                     '{"services": {"api": [7]}}'])
+def test_a_malformed_deploy_history_is_one_message(tmp_path, content):
+    backend = bare_backend(tmp_path)
+    path = tmp_path / '.incident-response' / 'proj-deploy-history.json'
+    path.parent.mkdir()
+    path.write_text(content)
+    for call in (lambda: backend.history('api'), lambda: backend.record_deploy('api', 'img:1')):
+        with pytest.raises(BackendError) as info:
+            call()
+        assert str(path) in str(info.value)
+
+
+def test_an_unwritable_deploy_history_is_one_message(tmp_path):
+    backend = bare_backend(tmp_path)
+    backend._history_file = str(tmp_path / 'no' / 'such' / 'dir' / 'history.json')
+    (tmp_path / 'no').write_text('a file where a directory should be')
+    with pytest.raises(BackendError) as info:
+        backend.record_deploy('api', 'img:1')
+    assert 'cannot write the deploy history %s' % backend._history_file in str(info.value)
+
+
+class GoneContainer(object):
+    """A container removed between the listing and the pause (docker rm by someone else)."""
+    name = 'proj_api_1'
+    id = 'abcdef0123456789'
+    status = 'running'
+
+    def reload(self):
+        import docker.errors  # pylint: disable=import-outside-toplevel
+        raise docker.errors.NotFound('No such container: abcdef012345')
+
+
+@pytest.mark.parametrize('method', ['pause', 'unpause'])
+def test_a_container_gone_during_pause_is_one_message(tmp_path, monkeypatch, method):
+    backend = bare_backend(tmp_path)
+    backend.docker_host = backend.docker_host_label = 'unix:///var/run/docker.sock'
+    monkeypatch.setattr(backend, '_require', lambda name: [GoneContainer()], raising=False)
+    with pytest.raises(BackendError) as info:
+        getattr(backend, method)('api')
+    assert 'container proj_api_1 of service api: not found' in str(info.value)

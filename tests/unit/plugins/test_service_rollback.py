@@ -1,4 +1,6 @@
 """deployment_rollback: which revision a rollback goes to, and when there is none."""
+from ansible_collections.incident.response.plugins.module_utils._compose import ComposeBackend
+from ansible_collections.incident.response.plugins.module_utils._kubernetes import KubernetesBackend
 from ansible_collections.incident.response.plugins.modules.deployment_rollback import choose_target
 
 HISTORY = [dict(revision=1, image='app:1'), dict(revision=2, image='app:2'), dict(revision=3, image='app:3')]
@@ -20,10 +22,11 @@ def test_explicit_revision_and_unknown_revision():
 
 
 def test_no_history_says_what_is_missing():
-    target, problem = choose_target(service(None, 'app:3'), [], None)
+    target, problem = choose_target(service(None, 'app:3'), [], None, ComposeBackend.history_hint)
     assert target is None and 'no earlier revision to roll back to: 0 recorded' in problem
     assert 'state=recorded' in problem
-    target, problem = choose_target(service(1, 'app:1', 'kubernetes'), HISTORY[:1], None)
+    target, problem = choose_target(service(1, 'app:1', 'kubernetes'), HISTORY[:1], None,
+                                    KubernetesBackend.history_hint)
     assert 'state=recorded' not in problem
 
 
