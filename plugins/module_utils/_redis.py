@@ -37,7 +37,7 @@ DEFAULT_PORT = 6379
 # Commands a read-only module may send: nothing here writes, and no script runs.
 READ_ONLY_COMMANDS = frozenset((
     'PING', 'INFO', 'SCAN', 'DBSIZE', 'TYPE', 'EXISTS', 'LLEN', 'LINDEX', 'LRANGE', 'ZCARD', 'ZRANGE',
-    'ZRANGEBYSCORE', 'ZSCORE', 'HGET', 'HGETALL', 'HMGET', 'HEXISTS', 'GET', 'SCARD', 'XLEN', 'TIME',
+    'ZRANGEBYSCORE', 'ZSCORE', 'ZCOUNT', 'HGET', 'HGETALL', 'HMGET', 'HEXISTS', 'GET', 'SCARD', 'XLEN', 'TIME',
 ))
 
 
