@@ -18,7 +18,7 @@ options:
         V(unix://[[user]:password@]/path/to/socket?db=N). Falls back to the E(REDIS_URL) environment variable.
       - Options given explicitly (O(host), O(port), O(db), O(username), O(password), O(unix_socket), O(tls))
         take precedence over the parts of the URL; without either, V(127.0.0.1), port V(6379), db V(0).
-      - Treated as a secret (it may hold the password): never logged or returned.
+      - Treated as a secret (it may hold the password), never logged or returned.
     type: str
   host:
     description: Host running Redis. Defaults to V(127.0.0.1) when neither O(url) nor E(REDIS_URL) names one.

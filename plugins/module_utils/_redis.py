@@ -25,6 +25,8 @@ from ansible_collections.incident.response.plugins.module_utils._common import r
 REDIS_IMPORT_ERROR = None
 try:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
     HAS_REDIS = True
 except ImportError:
     redis = None
@@ -151,6 +153,8 @@ def error_text(exc, password=None):
 class RedisClient(object):
     """One redis-py connection; every command goes through :meth:`call` or :meth:`pipeline`.
 
+    No retries: a command is sent once and ``timeout`` bounds it (a retried write script could run twice).
+
     ``read_only=True`` refuses any command outside READ_ONLY_COMMANDS, so a diagnosis can never write
     or run a script. Every Redis error becomes :class:`RedisError` with a message naming the target.
     """
@@ -169,7 +173,7 @@ class RedisClient(object):
         s = self.settings
         kwargs = dict(db=s['db'], username=s['username'], password=s['password'], socket_timeout=s['timeout'],
                       socket_connect_timeout=s['timeout'], decode_responses=True, encoding_errors='replace',
-                      client_name='incident.response', retry_on_timeout=False)
+                      client_name='incident.response', retry=Retry(NoBackoff(), 0))
         if s['unix_socket']:
             kwargs['unix_socket_path'] = s['unix_socket']
         else:

@@ -432,9 +432,8 @@ def main():
                     entry['done'] = True
                 result['actions'].append(entry)
                 result['changed'] = True
-                result['summary'] = '%s %s (%s)' % ('would %s' % p['action'] if module.check_mode else
-                                                   ('paused' if pause else 'resumed'), what,
-                                                   plural(entry['detail']['moves_jobs'], 'waiting job'))
+                verb = 'would %s' % p['action'] if module.check_mode else ('paused' if pause else 'resumed')
+                result['summary'] = '%s %s (%s)' % (verb, what, plural(entry['detail']['moves_jobs'], 'waiting job'))
 
         after = before if module.check_mode else queue_counts(client, queue)
         result['counts'] = after

@@ -17,7 +17,7 @@ description:
   - Reads the keys that Bull (3 and 4) and BullMQ write in Redis, C(<prefix>:<queue>:wait), C(:active), C(:paused),
     C(:delayed), C(:failed), C(:completed), C(:prioritized) (BullMQ), C(:meta) / C(:meta-paused), the job hashes
     C(<prefix>:<queue>:<id>) and the lock keys C(<prefix>:<queue>:<id>:lock), and returns per queue its counts,
-    the age of the oldest waiting job and the stalled jobs (active jobs whose lock key is gone: no worker holds them).
+    the age of the oldest waiting job and the stalled jobs (active jobs whose lock key is gone, so that no worker holds them).
   - The key layout is detected per queue (BullMQ writes C(:meta) with a C(version), C(:prioritized), C(:marker),
     C(:events) as a stream) or given with O(layout).
   - "RV(status) follows the schedule generator runbook's HighQueueDepth: more than O(waiting_critical) (500)
@@ -34,6 +34,7 @@ attributes:
     description: Read only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Changes nothing, so there is no diff.
   idempotent:
     support: full
     description: Changes nothing.
@@ -260,7 +261,7 @@ def main():
         stalled_warning=dict(type='int', default=1),
         oldest_waiting_warning=dict(type='raw'),
         max_active_checked=dict(type='int', default=1000),
-        max_keys_scanned=dict(type='int', default=100000),
+        max_keys_scanned=dict(type='int', default=100000, no_log=False),
         scan_timeout=dict(type='raw', default=10),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

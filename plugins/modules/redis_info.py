@@ -30,6 +30,7 @@ attributes:
     description: Read only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Changes nothing, so there is no diff.
   idempotent:
     support: full
     description: Changes nothing.
@@ -251,7 +252,7 @@ def main():
     argument_spec = redis_common_argument_spec()
     argument_spec.update(
         patterns=dict(type='list', elements='str', default=[]),
-        max_keys_scanned=dict(type='int', default=100000),
+        max_keys_scanned=dict(type='int', default=100000, no_log=False),
         scan_timeout=dict(type='raw', default=10),
         latency_warning_ms=dict(type='float', default=100),
         latency_critical_ms=dict(type='float', default=1000),
@@ -260,7 +261,7 @@ def main():
         fragmentation_warning_ratio=dict(type='float', default=1.5),
         clients_warning_percent=dict(type='float', default=80),
         clients_critical_percent=dict(type='float', default=95),
-        evicted_keys_warning=dict(type='int'),
+        evicted_keys_warning=dict(type='int', no_log=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params

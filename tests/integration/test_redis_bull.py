@@ -253,7 +253,7 @@ def test_bull_queue_info_counts_oldest_and_stalled_on_bull_layout(ansible, r, re
     q = BullWriter(r, 'pdf-processing')
     old = now_ms(r) - 3600 * 1000
     first = q.add(timestamp=old)
-    for _ in range(612):
+    for _index in range(612):
         q.add()
     held = q.take(locked=True)
     stalled_a = q.take(locked=False)
@@ -283,7 +283,7 @@ def test_bull_queue_info_counts_oldest_and_stalled_on_bull_layout(ansible, r, re
 def test_bull_queue_info_runbook_thresholds_and_age(ansible, r, redis_base):
     q = BullWriter(r, 'pdf-processing')
     q.add(timestamp=now_ms(r) - 7200 * 1000)
-    for _ in range(149):
+    for _index in range(149):
         q.add()
     args = dict(url=url(redis_base, DB), prefix=PREFIX, queues=['pdf-processing'])
     rc, result, out = ansible.module('bull_queue_info', args)
@@ -300,7 +300,7 @@ def test_bull_queue_info_runbook_thresholds_and_age(ansible, r, redis_base):
 
 def test_bull_queue_info_bullmq_layout_is_detected_with_prioritized_and_paused(ansible, rmq, redis_base):
     q = BullWriter(rmq, 'reports', layout='bullmq')
-    for _ in range(5):
+    for _index in range(5):
         q.add()
     q.add(priority=3)
     q.add(priority=1)
@@ -354,7 +354,7 @@ def four_steps(ansible, client, args, after_check=None):
 @pytest.mark.parametrize('layout', ['bull', 'bullmq'])
 def test_bull_queue_recover_stalled_four_steps(ansible, r, redis_base, layout):
     q = BullWriter(r, 'pdf-processing', layout=layout)
-    for _ in range(6):
+    for _index in range(6):
         q.add()
     held = q.take(locked=True)
     stalled = [q.take(locked=False), q.take(locked=False)]
@@ -392,7 +392,7 @@ def test_bull_queue_recover_stalled_leaves_a_job_a_worker_relocked(ansible, r, r
 @pytest.mark.parametrize('state', ['failed', 'completed'])
 def test_bull_queue_clean_keeps_an_export_first_four_steps(ansible, r, redis_base, tmp_path, state):
     q = BullWriter(r, 'pdf-processing')
-    for _ in range(5):
+    for _index in range(5):
         q.add()
     now = now_ms(r)
     old = [q.take(), q.take(), q.take()]
@@ -429,9 +429,9 @@ def test_bull_queue_clean_keeps_an_export_first_four_steps(ansible, r, redis_bas
 
 def test_bull_queue_clean_refuses_more_than_max_jobs(ansible, r, redis_base, tmp_path):
     q = BullWriter(r, 'pdf-processing')
-    for _ in range(4):
+    for _index in range(4):
         q.add()
-    for _ in range(4):
+    for _index in range(4):
         q.finish(q.take(), 'failed', now_ms(r) - 86400 * 1000)
     before = digest(r)
     rc, result, out = ansible.module('bull_queue', dict(url=url(redis_base, DB), prefix=PREFIX, queue='pdf-processing',
@@ -444,7 +444,7 @@ def test_bull_queue_clean_refuses_more_than_max_jobs(ansible, r, redis_base, tmp
 @pytest.mark.parametrize('layout', ['bull', 'bullmq'])
 def test_bull_queue_pause_and_resume_four_steps(ansible, r, redis_base, layout):
     q = BullWriter(r, 'pdf-processing', layout=layout)
-    jobs = [q.add() for _ in range(3)]
+    jobs = [q.add() for _index in range(3)]
     order = r.lrange(q.key('wait'), 0, -1)
     base = dict(url=url(redis_base, DB), prefix=PREFIX, queue='pdf-processing')
     check, apply, _c2, _a2 = four_steps(ansible, r, dict(base, action='pause'))
@@ -494,3 +494,13 @@ def test_bull_queue_redis_down_and_wrong_password_fail_clearly(ansible, private_
     assert_clean_failure(rc, result, out, 'queue q has no keys under prefix bull on Redis at 127.0.0.1:%d db 0'
                          % private_redis['port'])
     assert SECRET not in out and SECRET not in json.dumps(result)
+
+
+def test_redis_missing_on_the_target(ansible, tmp_path):
+    bare = tmp_path / 'bare'
+    subprocess.run(['python3', '-m', 'venv', '--without-pip', str(bare)], check=True)
+    python = str(bare / 'bin' / 'python')
+    assert subprocess.run([python, '-c', 'import redis'], capture_output=True, check=False).returncode != 0
+    for module in ('redis_info', 'bull_queue_info'):
+        rc, result, out = ansible.module(module, {}, extra=['-e', 'ansible_python_interpreter=%s' % python])
+        assert_clean_failure(rc, result, out, 'redis (redis-py)', 'on the host that runs the module (the target)')
