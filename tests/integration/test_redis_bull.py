@@ -8,11 +8,13 @@ authentication and sockets; it is the real server binary, not a stand-in.
 """
 import json
 import os
+import re
 import shutil
 import socket
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -504,3 +506,62 @@ def test_redis_missing_on_the_target(ansible, tmp_path):
     for module in ('redis_info', 'bull_queue_info'):
         rc, result, out = ansible.module(module, {}, extra=['-e', 'ansible_python_interpreter=%s' % python])
         assert_clean_failure(rc, result, out, 'redis (redis-py)', 'on the host that runs the module (the target)')
+
+
+# ================================================================== playbooks/queue_backlog.yml
+class StandInWorker(object):
+    """A STAND-IN for the schedule generator's pdf-worker (the lab has none yet): a thread that takes jobs the way a
+    Bull worker does (RPOPLPUSH wait -> active, lock, then completed) at a steady rate, on the real Redis."""
+
+    def __init__(self, writer, every=0.2):
+        self.writer = writer
+        self.every = every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        client = redis.Redis(connection_pool=self.writer.r.connection_pool)
+        while not self.stop.wait(self.every):
+            if not client.llen(self.writer.key('wait')):
+                continue
+            job = self.writer.take(locked=True)
+            self.writer.finish(job, 'completed', now_ms(client))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def test_queue_backlog_playbook_check_apply_idempotent(ansible, r, redis_base):
+    q = BullWriter(r, 'pdf-processing')
+    for _index in range(620):
+        q.add()
+    stalled = [q.take(locked=False), q.take(locked=False)]
+    extra = dict(redis_url=url(redis_base, DB), queue_backlog_prefix=PREFIX, queue_backlog_verify_window=60,
+                 queue_backlog_verify_delay=2)
+    before = digest(r)
+    run = ansible.playbook('playbooks/queue_backlog.yml', extra, check=True)
+    assert run.rc == 0, run
+    assert 'DRY RUN (--check)' in run.output and '618 waiting' in run.output and '2 stalled' in run.output, run
+    assert 'would move 2 stalled jobs' in run.output, run
+    assert digest(r) == before, 'check mode changed Redis keys'
+    with StandInWorker(q):
+        run = ansible.playbook('playbooks/queue_backlog.yml', extra)
+        assert run.rc == 0 and run.changed == 1, run
+        assert 'moved 2 stalled jobs' in run.output, run
+        went = re.search(r'Verified: waiting went from (\d+) to (\d+)', run.output)
+        assert went and int(went.group(2)) < int(went.group(1)) <= 618, run
+        assert not set(stalled) & set(r.lrange(q.key('active'), 0, -1))
+        run = ansible.playbook('playbooks/queue_backlog.yml', extra)
+        assert run.rc == 0 and run.changed == 0, run
+        assert 'none to recover' in run.output, run
+
+
+def test_queue_backlog_playbook_unknown_queue_stops(ansible, r, redis_base):
+    run = ansible.playbook('playbooks/queue_backlog.yml', dict(redis_url=url(redis_base, DB), queue_backlog_prefix=PREFIX,
+                                                               queue_backlog_queue='nope'))
+    assert run.rc != 0 and 'queue nope has no keys under prefix' in run.output, run
