@@ -1,0 +1,892 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) incident.response contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The incident record: shape, ids, validation, the one severity mapping, and its two stores.
+
+Private to the collection; the interface every part of the incident record codes against is
+documented in docs/incident-record.md (keep both in step).
+
+* ``FileStore``: a directory on the controller, one ``<id>.json`` per incident (written atomically)
+  and one append-only ``<id>.events.jsonl`` event log, mode 0600 in a 0700 directory.
+* ``PgStore``: tables in a schema of a PostgreSQL database, created and migrated by the collection.
+
+Both redact what they write (``redact_value``) and never raise anything but ``IncidentError``
+for what an operator can cause (bad ids, unreachable store, conflicting writes).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import datetime
+import errno
+import json
+import os
+import re
+import socket
+import tempfile
+import time
+
+try:
+    import fcntl
+    HAS_FCNTL = True
+except ImportError:  # not on POSIX: the files store says so
+    fcntl = None
+    HAS_FCNTL = False
+
+try:
+    import getpass
+except ImportError:  # pragma: no cover
+    getpass = None
+
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.incident.response.plugins.module_utils._common import redact
+
+try:
+    import psycopg2
+    import psycopg2.extras
+    from psycopg2 import sql as pgsql
+    HAS_PSYCOPG2 = True
+except ImportError:
+    psycopg2 = None
+    pgsql = None
+    HAS_PSYCOPG2 = False
+
+DEFAULT_STORE_PATH = '/var/tmp/incident-response/incidents'
+DEFAULT_SCHEMA = 'incident_response'
+DEFAULT_STORE_TIMEOUT = 10
+
+ID_PREFIX = 'INC'
+ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
+GENERATED_ID_RE = re.compile(r'^INC-(\d{4}-\d{2}-\d{2})-(\d{3,})$')
+SCHEMA_RE = re.compile(r'^[a-z_][a-z0-9_]{0,62}$')
+
+STATUSES = ('investigating', 'identified', 'mitigating', 'monitoring', 'resolved', 'closed')
+OPEN_STATUSES = ('investigating', 'identified', 'mitigating', 'monitoring')
+CLOSED_STATUSES = ('resolved', 'closed')
+TIME_FIELDS = ('started', 'detected', 'acknowledged', 'mitigated', 'resolved', 'closed')
+# Which times a status sets when the record reaches it (only those still null). Reaching a later
+# status implies the earlier milestones: resolving an incident nobody acknowledged acknowledges it.
+STATUS_TIMES = {
+    'investigating': (),
+    'identified': ('acknowledged',),
+    'mitigating': ('acknowledged',),
+    'monitoring': ('acknowledged', 'mitigated'),
+    'resolved': ('acknowledged', 'mitigated', 'resolved'),
+    'closed': ('acknowledged', 'mitigated', 'resolved', 'closed'),
+}
+SYSTEMS = ('pg_tviews', 'task_scheduler', 'insights', 'schedule_generator')
+EVENT_TYPES = ('opened', 'joined', 'updated', 'status', 'severity', 'note', 'task', 'play_start', 'play_end',
+               'stats', 'notification', 'escalation', 'check', 'closed')
+# Fields an operator (the incident module's `fields`) may set directly.
+EDITABLE_FIELDS = ('title', 'system', 'runbook', 'commander', 'responders', 'impact', 'root_cause', 'summary',
+                   'workaround', 'eta', 'bridge', 'contributing_factors', 'lessons_learned', 'action_items',
+                   'services_affected', 'updates_sent', 'escalation_level', 'evidence_dir', 'labels')
+RECORD_KEYS = ('id', 'revision', 'title', 'system', 'runbook', 'alert', 'severity', 'priority',
+               'severity_confirmed_by', 'status', 'commander', 'responders', 'impact', 'root_cause', 'summary',
+               'created_by', 'times', 'updates_sent', 'escalation_level', 'evidence_dir', 'created', 'updated')
+
+MASK = '********'
+SECRET_KEY_RE = re.compile(r'(passw|secret|token|api_?key|webhook_url|routing_key|integration_key|authorization|'
+                           r'credential|private_key|dsn|cookie|session_key)', re.IGNORECASE)
+
+# ---------------------------------------------------------------------------------------------------------
+# Severity: the one mapping (docs/incident-record.md has the same table, for people)
+# ---------------------------------------------------------------------------------------------------------
+
+# Per level: the canonical values (the strictest of the runbooks, used when the runbook is unknown),
+# each runbook's own name for the level and its own values, and the escalation rules.
+# Times are minutes; None = the runbook sets none. `audience`: executive | management | team | document.
+# Escalation rule `when`: 'declared' (at once), 'unmitigated' (times.mitigated still null),
+# 'unresolved' (times.resolved still null), 'root_cause_unknown' (root_cause still empty).
+SEVERITY = {
+    'SEV1': dict(
+        name='critical', priority='P0', response_minutes=5, resolution_minutes=30, update_minutes=15,
+        audience='executive',
+        runbooks=dict(
+            pg_tviews=dict(label='SEV 1', response_minutes=15, resolution_minutes=None, update_minutes=15,
+                           audience='executive',
+                           escalation=[dict(when='unresolved', after_minutes=15, to='team lead', level=1),
+                                       dict(when='unresolved', after_minutes=60, to='department manager', level=2),
+                                       dict(when='unresolved', after_minutes=240, to='executive leadership',
+                                            level=3)]),
+            schedule_generator=dict(label='SEV-1', priority='P1', response_minutes=5, resolution_minutes=60,
+                                    update_minutes=15, audience='executive',
+                                    escalation=[dict(when='declared', after_minutes=0,
+                                                     to='engineering lead and product owner', level=1),
+                                                dict(when='root_cause_unknown', after_minutes=15,
+                                                     to='engineering lead', level=1)]),
+            task_scheduler=dict(label='P0', priority='P0', response_minutes=5, resolution_minutes=30,
+                                update_minutes=15, audience='executive',
+                                escalation=[dict(when='unmitigated', after_minutes=15, to='all hands', level=1),
+                                            dict(when='root_cause_unknown', after_minutes=15, to='all hands',
+                                                 level=1)]),
+            insights=dict(label='P1', priority='P1', response_minutes=15, resolution_minutes=None,
+                          update_minutes=30, audience='management', escalation=[]),
+        )),
+    'SEV2': dict(
+        name='high', priority='P1', response_minutes=15, resolution_minutes=120, update_minutes=30,
+        audience='management',
+        runbooks=dict(
+            pg_tviews=dict(label='SEV 2', response_minutes=60, resolution_minutes=None, update_minutes=30,
+                           audience='management',
+                           escalation=[dict(when='unresolved', after_minutes=60, to='team lead', level=1),
+                                       dict(when='unresolved', after_minutes=240, to='department manager',
+                                            level=2)]),
+            schedule_generator=dict(label='SEV-2', priority='P2', response_minutes=15, resolution_minutes=240,
+                                    update_minutes=30, audience='management',
+                                    escalation=[dict(when='unresolved', after_minutes=30, to='engineering lead',
+                                                     level=1),
+                                                dict(when='root_cause_unknown', after_minutes=15,
+                                                     to='engineering lead', level=1)]),
+            task_scheduler=dict(label='P1', priority='P1', response_minutes=15, resolution_minutes=120,
+                                update_minutes=30, audience='management',
+                                escalation=[dict(when='unresolved', after_minutes=30, to='technical leads',
+                                                 level=1)]),
+            insights=dict(label='P2', priority='P2', response_minutes=60, resolution_minutes=None,
+                          update_minutes=30, audience='team', escalation=[]),
+        )),
+    'SEV3': dict(
+        name='medium', priority='P2', response_minutes=30, resolution_minutes=480, update_minutes=60,
+        audience='team',
+        runbooks=dict(
+            pg_tviews=dict(label='SEV 3', response_minutes=240, resolution_minutes=None, update_minutes=60,
+                           audience='team',
+                           escalation=[dict(when='unresolved', after_minutes=240, to='team lead', level=1)]),
+            schedule_generator=dict(label='SEV-3', priority='P3', response_minutes=60, resolution_minutes=1440,
+                                    update_minutes=120, audience='team',
+                                    escalation=[dict(when='root_cause_unknown', after_minutes=15,
+                                                     to='engineering lead', level=1)]),
+            task_scheduler=dict(label='P2', priority='P2', response_minutes=30, resolution_minutes=480,
+                                update_minutes=None, audience='team',
+                                escalation=[dict(when='unresolved', after_minutes=120, to='operations team',
+                                                 level=1)]),
+            insights=dict(label='P3', priority='P3', response_minutes=240, resolution_minutes=None,
+                          update_minutes=30, audience='document', escalation=[]),
+        )),
+    'SEV4': dict(
+        name='low', priority='P3', response_minutes=120, resolution_minutes=1440, update_minutes=None,
+        audience='document',
+        runbooks=dict(
+            pg_tviews=dict(label='SEV 4', response_minutes=1440, resolution_minutes=None, update_minutes=None,
+                           audience='document',
+                           escalation=[dict(when='unresolved', after_minutes=1440, to='team lead', level=1)]),
+            schedule_generator=dict(label='SEV-4', priority='P4', response_minutes=1440, resolution_minutes=10080,
+                                    update_minutes=None, audience='document', escalation=[]),
+            task_scheduler=dict(label='P3', priority='P3', response_minutes=120, resolution_minutes=1440,
+                                update_minutes=None, audience='document', escalation=[]),
+        )),
+}
+SEVERITIES = ('SEV1', 'SEV2', 'SEV3', 'SEV4')
+# The P scale of each runbook: which P number is SEV1. The canonical scale is the task scheduler's.
+PRIORITY_SCALES = dict(task_scheduler=0, canonical=0, pg_tviews=0, schedule_generator=1, insights=1)
+SCALE_LEVELS = dict(task_scheduler=4, canonical=4, pg_tviews=4, schedule_generator=4, insights=3)
+SEVERITY_NAMES = dict(critical='SEV1', high='SEV2', medium='SEV3', low='SEV4')
+_SEV_RE = re.compile(r'^\s*sev(?:erity)?\s*[-_ ]?\s*([1-4])\s*$', re.IGNORECASE)
+_P_RE = re.compile(r'^\s*p\s*[-_ ]?\s*([0-9])\s*$', re.IGNORECASE)
+
+
+class IncidentError(Exception):
+    """What an operator can cause: one clear message, never a traceback."""
+
+
+def _scale_name(scale):
+    if scale in (None, '', 'canonical'):
+        return 'canonical'
+    if scale not in PRIORITY_SCALES:
+        raise IncidentError('unknown severity scale %r; use one of: %s'
+                            % (scale, ', '.join(sorted(PRIORITY_SCALES))))
+    return scale
+
+
+def normalize_severity(value, scale=None):
+    """Return ``SEV1``..``SEV4`` for any runbook's name of a level, or raise IncidentError.
+
+    Accepts ``SEV1``, ``SEV 1``, ``SEV-1``, ``sev_1``, ``1`` (int or digit), ``critical``/``high``/``medium``/
+    ``low``, and ``P0``..``P4``: a P value is read on the scale of ``scale`` (a runbook name:
+    ``schedule_generator`` and ``insights`` number from P1 = SEV1, ``task_scheduler``, ``pg_tviews`` and the
+    canonical scale from P0 = SEV1).
+    """
+    if value is None or isinstance(value, bool):
+        raise IncidentError('severity %r is not a severity; use SEV1..SEV4 or P0..P3 (see docs/incident-record.md)'
+                            % (value,))
+    scale = _scale_name(scale)
+    if isinstance(value, int):
+        text = str(value)
+    else:
+        text = str(value).strip()
+    if text.isdigit() and 1 <= int(text) <= 4:
+        return 'SEV%d' % int(text)
+    match = _SEV_RE.match(text)
+    if match:
+        return 'SEV' + match.group(1)
+    if text.lower() in SEVERITY_NAMES:
+        return SEVERITY_NAMES[text.lower()]
+    match = _P_RE.match(text)
+    if match:
+        first = PRIORITY_SCALES[scale]
+        level = int(match.group(1)) - first + 1
+        if 1 <= level <= SCALE_LEVELS[scale]:
+            return 'SEV%d' % level
+        raise IncidentError('priority %s is not on the %s scale (P%d..P%d)%s'
+                            % (text, scale, first, first + SCALE_LEVELS[scale] - 1,
+                               '; P4 is the schedule generator\'s: give scale schedule_generator'
+                               if scale == 'canonical' and level == 5 else ''))
+    raise IncidentError('unknown severity %r; use SEV1..SEV4 (or SEV 1, SEV-1), P0..P3, or critical/high/medium/low'
+                        % (value,))
+
+
+def priority_for(severity, scale=None):
+    """The P value of a severity on ``scale`` (default: the canonical P0..P3 of the task scheduler)."""
+    sev = normalize_severity(severity)
+    scale = _scale_name(scale)
+    level = int(sev[3:])
+    if level > SCALE_LEVELS[scale]:
+        return None
+    return 'P%d' % (level - 1 + PRIORITY_SCALES[scale])
+
+
+def severity_policy(severity, system=None):
+    """One level's values for one runbook (``system``), the canonical values filling what it leaves out.
+
+    Returns a dict: severity, priority (canonical), label, response_minutes, resolution_minutes, update_minutes,
+    audience, escalation (list of rules), runbook (the system, or None).
+    """
+    sev = normalize_severity(severity)
+    level = SEVERITY[sev]
+    policy = dict(severity=sev, priority=level['priority'], label=sev, runbook=None, escalation=[],
+                  response_minutes=level['response_minutes'], resolution_minutes=level['resolution_minutes'],
+                  update_minutes=level['update_minutes'], audience=level['audience'], name=level['name'])
+    own = level['runbooks'].get(system) if system else None
+    if own:
+        policy['runbook'] = system
+        for key, value in own.items():
+            if key == 'priority':
+                policy['runbook_priority'] = value
+            elif value is not None or key in ('update_minutes',):
+                policy[key] = copy.deepcopy(value)
+    return policy
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ids, times, redaction
+# ---------------------------------------------------------------------------------------------------------
+
+def validate_incident_id(value):
+    """Return the id unchanged, or raise IncidentError: 1-64 of [A-Za-z0-9._-], first alphanumeric, no '..'."""
+    if value is None or not isinstance(value, str) or value == '':
+        raise IncidentError('incident id must be a non-empty string, got %r' % (value,))
+    if '..' in value or '/' in value or '\\' in value or not ID_RE.match(value):
+        shown = value if len(value) <= 80 else value[:77] + '...'
+        raise IncidentError('invalid incident id %r: use 1-64 characters of A-Z a-z 0-9 . _ -, starting with a '
+                            'letter or digit, without "/" or ".."' % shown)
+    return value
+
+
+def format_id(day, number):
+    return '%s-%s-%03d' % (ID_PREFIX, day, number)
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def iso(moment=None):
+    """ISO 8601 UTC with milliseconds and 'Z': 2026-12-01T20:01:02.123Z."""
+    moment = moment or utc_now()
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    moment = moment.astimezone(datetime.timezone.utc)
+    return moment.strftime('%Y-%m-%dT%H:%M:%S.') + '%03dZ' % (moment.microsecond // 1000)
+
+
+def parse_time(value, name='time'):
+    """A datetime (UTC) from an ISO 8601 string (a trailing Z allowed) or a datetime; None stays None."""
+    if value is None or value == '':
+        return None
+    if isinstance(value, datetime.datetime):
+        moment = value
+    else:
+        text = str(value).strip()
+        if text.endswith('Z') or text.endswith('z'):
+            text = text[:-1] + '+00:00'
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise IncidentError('%s: %r is not an ISO 8601 time such as 2026-12-01T20:01:02Z' % (name, value))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.astimezone(datetime.timezone.utc)
+
+
+def normalize_time(value, name='time'):
+    """The stored form of a time: ISO 8601 UTC with 'Z', or None."""
+    moment = parse_time(value, name)
+    return iso(moment) if moment else None
+
+
+def today(moment=None):
+    return (moment or utc_now()).astimezone(datetime.timezone.utc).strftime('%Y-%m-%d')
+
+
+def _validate_day(day):
+    if day is None:
+        return today()
+    if isinstance(day, (datetime.date, datetime.datetime)):
+        return day.strftime('%Y-%m-%d')
+    if not re.match(r'^\d{4}-\d{2}-\d{2}$', str(day)):
+        raise IncidentError('day must be YYYY-MM-DD, got %r' % (day,))
+    return str(day)
+
+
+def redact_value(value, secrets=(), key=None):
+    """A copy of ``value`` safe to store: secret-looking keys masked, every string redacted.
+
+    ``secrets``: literal values (for example a module's ``no_log_values``) replaced wherever they appear.
+    """
+    if key is not None and isinstance(key, str) and SECRET_KEY_RE.search(key) and value not in (None, '', [], {}):
+        if not isinstance(value, (dict, list, tuple)):
+            return MASK
+    if isinstance(value, dict):
+        return dict((k, redact_value(v, secrets, key=k)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [redact_value(v, secrets) for v in value]
+    if isinstance(value, str):
+        text = redact(value)
+        for secret in secrets or ():
+            if secret and isinstance(secret, str) and len(secret) >= 3 and secret in text:
+                text = text.replace(secret, MASK)
+        return text
+    return value
+
+
+def default_actor():
+    """Who opens or changes an incident when nobody says: the AWX job, else user@host."""
+    job = os.environ.get('JOB_ID') or os.environ.get('AWX_JOB_ID') or os.environ.get('TOWER_JOB_ID')
+    if job:
+        return 'awx-job-%s' % job
+    user = None
+    if getpass is not None:
+        try:
+            user = getpass.getuser()
+        except Exception:  # pylint: disable=broad-except
+            user = None
+    return '%s@%s' % (user or 'unknown', socket.gethostname())
+
+
+def new_record(incident_id=None, **fields):
+    """A complete record with every key of the contract, defaults filled (not yet stored)."""
+    record = dict(
+        id=incident_id, revision=0, title=None, system=None, runbook=None, alert=None, severity=None,
+        priority=None, severity_confirmed_by=None, status='investigating', commander=None, responders=[],
+        impact=None, root_cause=None, summary=None, created_by=None,
+        times=dict((name, None) for name in TIME_FIELDS), updates_sent=0, escalation_level=0,
+        evidence_dir=None, created=None, updated=None,
+    )
+    times = fields.pop('times', None) or {}
+    record.update(fields)
+    for name, value in times.items():
+        record['times'][name] = value
+    return record
+
+
+def merge_changes(record, changes):
+    """The record after ``changes`` (top-level keys; ``times``, ``alert`` and ``labels`` merged one level)."""
+    result = copy.deepcopy(record)
+    for name, value in (changes or {}).items():
+        if name in ('id', 'revision', 'created'):
+            continue
+        if name in ('times', 'labels') and isinstance(value, dict) and isinstance(result.get(name), dict):
+            merged = dict(result[name])
+            merged.update(value)
+            result[name] = merged
+        else:
+            result[name] = copy.deepcopy(value)
+    return result
+
+
+def record_differs(record, changes):
+    """True when applying ``changes`` would change the record (ignores updated/revision)."""
+    after = merge_changes(record, changes)
+    strip = ('updated', 'revision')
+    return dict((k, v) for k, v in after.items() if k not in strip) != \
+        dict((k, v) for k, v in record.items() if k not in strip)
+
+
+def _fingerprint(record):
+    alert = record.get('alert') or {}
+    return alert.get('fingerprint') if isinstance(alert, dict) else None
+
+
+def _matches(record, filters):
+    """Whether a record passes ``list()`` filters (status, severity, system, since, until, fingerprint, open)."""
+    filters = filters or {}
+
+    def wanted(name):
+        value = filters.get(name)
+        if value in (None, '', []):
+            return None
+        return value if isinstance(value, (list, tuple)) else [value]
+
+    for name in ('status', 'severity', 'system'):
+        allowed = wanted(name)
+        if allowed is not None and record.get(name) not in allowed:
+            return False
+    if filters.get('open') is True and record.get('status') not in OPEN_STATUSES:
+        return False
+    if filters.get('open') is False and record.get('status') in OPEN_STATUSES:
+        return False
+    if filters.get('fingerprint') and _fingerprint(record) != filters['fingerprint']:
+        return False
+    moment = parse_time((record.get('times') or {}).get('detected') or record.get('created'))
+    since = parse_time(filters.get('since'), 'since')
+    until = parse_time(filters.get('until'), 'until')
+    if since and (moment is None or moment < since):
+        return False
+    if until and (moment is None or moment >= until):
+        return False
+    return True
+
+
+def _to_json(value):
+    return json.dumps(value, sort_keys=True, separators=(',', ':'), ensure_ascii=False, default=str)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The store interface
+# ---------------------------------------------------------------------------------------------------------
+
+class Store(object):
+    """What both stores do; see docs/incident-record.md. Every method raises only IncidentError."""
+
+    kind = None
+
+    def __init__(self, secrets=(), timeout=DEFAULT_STORE_TIMEOUT):
+        self.secrets = tuple(s for s in (secrets or ()) if s)
+        self.timeout = timeout
+
+    def describe(self):
+        raise NotImplementedError
+
+    def _clean_record(self, record):
+        clean = redact_value(record, self.secrets)
+        clean['id'] = record.get('id')
+        return clean
+
+    def _clean_event(self, event):
+        event = dict(event or {})
+        if event.get('type') not in EVENT_TYPES:
+            raise IncidentError('event type %r is not one of: %s' % (event.get('type'), ', '.join(EVENT_TYPES)))
+        event.pop('seq', None)
+        event.setdefault('time', iso())
+        event.setdefault('key', None)
+        return redact_value(event, self.secrets)
+
+    def _prepare_new(self, record):
+        fields = copy.deepcopy(dict(record or {}))
+        record = new_record(fields.pop('id', None), **fields)
+        if record.get('id') is not None:
+            validate_incident_id(record['id'])
+        now = iso()
+        record['revision'] = 1
+        record['created'] = record.get('created') or now
+        record['updated'] = now
+        record['times'] = dict(record.get('times') or {})
+        for name in TIME_FIELDS:
+            record['times'].setdefault(name, None)
+        record['times']['detected'] = record['times'].get('detected') or now
+        return record
+
+    def open_or_join(self, record):
+        """Create ``record``, or return the incident it joins: ``(record, created)``.
+
+        Joins, in one atomic step (under the store's lock): the incident with the record's ``id`` when one is
+        given and exists; otherwise the open incident with the same ``alert.fingerprint``. Otherwise creates it
+        (allocating the next id of the day when ``id`` is None).
+        """
+        raise NotImplementedError
+
+    def next_id(self, day=None):
+        """The id the next ``create`` without an id would get (a preview: nothing is reserved)."""
+        return self.allocate_id(day)
+
+    def has_event(self, incident_id, key):
+        if not key:
+            return False
+        return any(event.get('key') == key for event in self.events(incident_id))
+
+    def close(self):
+        """Release connections (PgStore); the files store holds none."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Files store
+# ---------------------------------------------------------------------------------------------------------
+
+class _FileLock(object):
+    """An exclusive ``flock`` with a timeout (polls; never blocks forever). Dies with its holder."""
+
+    def __init__(self, path, timeout, what):
+        self.path = path
+        self.timeout = timeout
+        self.what = what
+        self.fd = None
+
+    def __enter__(self):
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise IncidentError('cannot open the lock file %s: %s' % (self.path, exc.strerror))
+        deadline = time.monotonic() + self.timeout
+        delay = 0.01
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    os.close(self.fd)
+                    raise IncidentError('cannot lock %s: %s' % (self.path, exc.strerror))
+            if time.monotonic() >= deadline:
+                os.close(self.fd)
+                self.fd = None
+                raise IncidentError('timed out after %ss waiting for the lock on %s (%s)'
+                                    % (self.timeout, self.path, self.what))
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self.fd)
+                self.fd = None
+        return False
+
+
+class FileStore(Store):
+    """A directory: ``<id>.json`` (atomic replace) and ``<id>.events.jsonl`` (append-only) per incident."""
+
+    kind = 'files'
+
+    def __init__(self, path=None, secrets=(), timeout=DEFAULT_STORE_TIMEOUT):
+        super(FileStore, self).__init__(secrets, timeout)
+        if not HAS_FCNTL:
+            raise IncidentError('the files incident store needs a POSIX system (fcntl); use store=postgres')
+        path = path or DEFAULT_STORE_PATH
+        if not os.path.isabs(path):
+            path = os.path.abspath(path)
+        self.path = path
+
+    def describe(self):
+        return 'files store %s' % self.path
+
+    # -- paths -------------------------------------------------------------------------------------------
+    def record_path(self, incident_id):
+        return os.path.join(self.path, validate_incident_id(incident_id) + '.json')
+
+    def events_path(self, incident_id):
+        return os.path.join(self.path, validate_incident_id(incident_id) + '.events.jsonl')
+
+    def evidence_dir(self, incident_id):
+        return os.path.join(self.path, validate_incident_id(incident_id), 'evidence')
+
+    def _ensure_dir(self):
+        if os.path.isdir(self.path):
+            return
+        try:
+            os.makedirs(self.path, 0o700)
+            os.chmod(self.path, 0o700)
+        except OSError as exc:
+            if not os.path.isdir(self.path):
+                raise IncidentError('cannot create the incident store directory %s: %s' % (self.path, exc.strerror))
+
+    def _lock(self, what):
+        self._ensure_dir()
+        return _FileLock(os.path.join(self.path, '.lock'), self.timeout, what)
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def _read_record(self, path):
+        try:
+            with open(path, 'r') as handle:
+                text = handle.read()
+        except IOError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise IncidentError('cannot read %s: %s' % (path, exc.strerror))
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise IncidentError('%s is not a valid incident record (not JSON); it was not written by this '
+                                'collection or was edited by hand' % path)
+
+    def get(self, incident_id):
+        return self._read_record(self.record_path(incident_id))
+
+    def _record_ids(self):
+        try:
+            names = os.listdir(self.path)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return []
+            raise IncidentError('cannot list the incident store %s: %s' % (self.path, exc.strerror))
+        ids = []
+        for name in names:
+            if name.endswith('.json') and not name.startswith('.'):
+                candidate = name[:-len('.json')]
+                if ID_RE.match(candidate) and '..' not in candidate:
+                    ids.append(candidate)
+        return sorted(ids)
+
+    def list(self, filters=None):
+        records = []
+        for incident_id in self._record_ids():
+            record = self.get(incident_id)
+            if record is not None and _matches(record, filters):
+                records.append(record)
+        return records
+
+    def find_open_by_fingerprint(self, fingerprint):
+        if not fingerprint:
+            return None
+        found = self.list(dict(fingerprint=fingerprint, open=True))
+        return found[0] if found else None
+
+    def events(self, incident_id):
+        path = self.events_path(incident_id)
+        try:
+            with open(path, 'rb') as handle:
+                data = handle.read()
+        except IOError as exc:
+            if exc.errno == errno.ENOENT:
+                return []
+            raise IncidentError('cannot read %s: %s' % (path, exc.strerror))
+        return self._parse_events(data)
+
+    @staticmethod
+    def _parse_events(data):
+        events = []
+        for line in data.split(b'\n'):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line.decode('utf-8'))
+            except (ValueError, UnicodeDecodeError):
+                continue  # a line cut short by a killed run: skipped, never fatal
+            if isinstance(event, dict):
+                events.append(event)
+        return events
+
+    # -- ids ---------------------------------------------------------------------------------------------
+    def _next_number(self, day):
+        highest = 0
+        for incident_id in self._record_ids():
+            match = GENERATED_ID_RE.match(incident_id)
+            if match and match.group(1) == day:
+                highest = max(highest, int(match.group(2)))
+        return highest + 1
+
+    def allocate_id(self, day=None):
+        """The next free id of ``day`` (UTC today by default). Use ``create`` with id None to take it atomically."""
+        day = _validate_day(day)
+        return format_id(day, self._next_number(day))
+
+    # -- writing -----------------------------------------------------------------------------------------
+    def _write_record(self, record):
+        path = self.record_path(record['id'])
+        data = (json.dumps(record, sort_keys=True, indent=2, ensure_ascii=False, default=str) + '\n').encode('utf-8')
+        fd, tmp = tempfile.mkstemp(prefix='.%s.' % record['id'], suffix='.tmp', dir=self.path)
+        try:
+            try:
+                os.fchmod(fd, 0o600)
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise IncidentError('cannot write %s: %s' % (path, exc.strerror))
+        try:
+            dir_fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError:
+            pass
+
+    def _create_locked(self, record):
+        if record.get('id') is None:
+            day = today(parse_time(record['times'].get('detected')))
+            record['id'] = format_id(day, self._next_number(day))
+        if os.path.exists(self.record_path(record['id'])):
+            raise IncidentError('incident %s already exists in %s' % (record['id'], self.describe()))
+        if not record.get('evidence_dir'):
+            record['evidence_dir'] = self.evidence_dir(record['id'])
+        record = self._clean_record(record)
+        self._write_record(record)
+        return record
+
+    def create(self, record):
+        """Store a new record (revision 1); allocates the day's next id when ``record['id']`` is None."""
+        record = self._prepare_new(record)
+        with self._lock('creating an incident'):
+            return self._create_locked(record)
+
+    def open_or_join(self, record):
+        record = self._prepare_new(record)
+        with self._lock('opening an incident'):
+            if record.get('id') is not None:
+                existing = self.get(record['id'])
+                if existing is not None:
+                    return existing, False
+            else:
+                existing = self.find_open_by_fingerprint(_fingerprint(record))
+                if existing is not None:
+                    return existing, False
+            return self._create_locked(record), True
+
+    def update(self, incident_id, changes, expected_revision=None):
+        """Apply ``changes``; returns the new record (revision + 1), or the same one when nothing changes."""
+        validate_incident_id(incident_id)
+        with self._lock('updating incident %s' % incident_id):
+            record = self.get(incident_id)
+            if record is None:
+                raise IncidentError('incident %s does not exist in %s' % (incident_id, self.describe()))
+            if expected_revision is not None and record.get('revision') != expected_revision:
+                raise IncidentError('incident %s changed meanwhile (revision %s, expected %s): run again'
+                                    % (incident_id, record.get('revision'), expected_revision))
+            changes = redact_value(changes or {}, self.secrets)
+            if not record_differs(record, changes):
+                return record
+            after = merge_changes(record, changes)
+            after['revision'] = int(record.get('revision') or 0) + 1
+            after['updated'] = iso()
+            self._write_record(after)
+            return after
+
+    def append_event(self, incident_id, event):
+        """Append one event under ``flock`` of the log; returns it with its ``seq`` (1, 2, ...)."""
+        event = self._clean_event(event)
+        path = self.events_path(incident_id)
+        if not os.path.exists(self.record_path(incident_id)):
+            raise IncidentError('incident %s does not exist in %s' % (incident_id, self.describe()))
+        self._ensure_dir()
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as exc:
+            raise IncidentError('cannot open %s: %s' % (path, exc.strerror))
+        try:
+            self._flock(fd, path, incident_id)
+            with os.fdopen(os.dup(fd), 'rb') as reader:
+                reader.seek(0)
+                data = reader.read()
+            existing = self._parse_events(data)
+            event['seq'] = (max([e.get('seq') or 0 for e in existing]) if existing else 0) + 1
+            line = _to_json(event).encode('utf-8') + b'\n'
+            if data and not data.endswith(b'\n'):
+                line = b'\n' + line  # isolate a line cut short by a killed run
+            view = memoryview(line)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+            return event
+        except OSError as exc:
+            raise IncidentError('cannot append to %s: %s' % (path, exc.strerror))
+        finally:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def _flock(self, fd, path, incident_id):
+        deadline = time.monotonic() + self.timeout
+        delay = 0.01
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+            if time.monotonic() >= deadline:
+                raise IncidentError('timed out after %ss waiting for the lock on %s (appending to the timeline '
+                                    'of %s)' % (self.timeout, path, incident_id))
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Choosing the store
+# ---------------------------------------------------------------------------------------------------------
+
+STORE_ENV = dict(store='INCIDENT_STORE', store_path='INCIDENT_STORE_PATH', store_dsn='INCIDENT_STORE_DSN',
+                 store_schema='INCIDENT_STORE_SCHEMA', store_timeout='INCIDENT_STORE_TIMEOUT')
+
+
+def store_argument_spec():
+    """The store options of every incident module (doc fragment ``incident.response.incident``)."""
+    return dict(
+        store=dict(type='str', choices=['files', 'postgres'], default='files',
+                   fallback=(env_fallback, [STORE_ENV['store']])),
+        store_path=dict(type='path', default=DEFAULT_STORE_PATH, fallback=(env_fallback, [STORE_ENV['store_path']])),
+        store_dsn=dict(type='str', no_log=True, fallback=(env_fallback, [STORE_ENV['store_dsn']])),
+        store_schema=dict(type='str', default=DEFAULT_SCHEMA, fallback=(env_fallback, [STORE_ENV['store_schema']])),
+        store_timeout=dict(type='int', default=DEFAULT_STORE_TIMEOUT,
+                           fallback=(env_fallback, [STORE_ENV['store_timeout']])),
+    )
+
+
+def store_params_from_env(params=None):
+    """Store options from ``params`` with the environment filling what is missing (for plugins and scripts)."""
+    params = dict(params or {})
+    defaults = dict(store='files', store_path=DEFAULT_STORE_PATH, store_dsn=None, store_schema=DEFAULT_SCHEMA,
+                    store_timeout=DEFAULT_STORE_TIMEOUT)
+    for name, env in STORE_ENV.items():
+        if params.get(name) in (None, ''):
+            params[name] = os.environ.get(env) or defaults[name]
+    return params
+
+
+def get_store(params, secrets=()):
+    """The store the options name: FileStore or PgStore. Raises IncidentError with one clear message."""
+    params = store_params_from_env(params)
+    try:
+        timeout = int(params.get('store_timeout') or DEFAULT_STORE_TIMEOUT)
+    except (TypeError, ValueError):
+        raise IncidentError('store_timeout must be a number of seconds, got %r' % (params.get('store_timeout'),))
+    if timeout < 1:
+        raise IncidentError('store_timeout must be at least 1 second, got %s' % timeout)
+    kind = params.get('store')
+    if kind == 'files':
+        return FileStore(params.get('store_path'), secrets=secrets, timeout=timeout)
+    if kind == 'postgres':
+        return PgStore(params.get('store_dsn'), schema=params.get('store_schema'), secrets=secrets, timeout=timeout)
+    raise IncidentError('store must be files or postgres, got %r' % (kind,))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PostgreSQL store
+# ---------------------------------------------------------------------------------------------------------
+
+class PgStore(Store):
+    """Tables in ``schema``; see docs/incident-record.md. Implemented in the next step."""
+
+    kind = 'postgres'
+
+    def __init__(self, dsn=None, schema=DEFAULT_SCHEMA, secrets=(), timeout=DEFAULT_STORE_TIMEOUT):
+        super(PgStore, self).__init__(secrets, timeout)
+        raise IncidentError('the PostgreSQL incident store is not available yet in this build; use store=files')
