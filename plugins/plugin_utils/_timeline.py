@@ -146,7 +146,7 @@ def task_event(host, play, task, module, kind, result, start=None, end=None, che
     """The event of one task result on one host."""
     result = result if isinstance(result, dict) else {}
     outcome = outcome_of(kind, result)
-    no_log = bool(no_log or result.get('_ansible_no_log'))
+    no_log = bool(no_log or result.get('_ansible_no_log') or 'censored' in result)
     event = dict(
         type='task',
         time=iso(end) or utc_now(),
