@@ -794,6 +794,10 @@ class FileStore(Store):
                 reader.seek(0)
                 data = reader.read()
             existing = self._parse_events(data)
+            if event.get('key'):
+                for old in existing:
+                    if old.get('key') == event['key']:
+                        return old  # idempotent: an event with this key is in the log already
             event['seq'] = (max([e.get('seq') or 0 for e in existing]) if existing else 0) + 1
             line = _to_json(event).encode('utf-8') + b'\n'
             if data and not data.endswith(b'\n'):
@@ -882,11 +886,406 @@ def get_store(params, secrets=()):
 # PostgreSQL store
 # ---------------------------------------------------------------------------------------------------------
 
+MIGRATIONS = (
+    (1, 'incident, incident_event, incident_day_counter', """
+CREATE TABLE {schema}.incident (
+    id text PRIMARY KEY,
+    revision integer NOT NULL,
+    status text NOT NULL,
+    severity text,
+    system text,
+    fingerprint text,
+    detected timestamptz,
+    record jsonb NOT NULL,
+    created timestamptz NOT NULL DEFAULT now(),
+    updated timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX incident_open_fingerprint ON {schema}.incident (fingerprint)
+    WHERE status NOT IN ('resolved', 'closed');
+CREATE INDEX incident_detected ON {schema}.incident (detected);
+CREATE TABLE {schema}.incident_event (
+    incident_id text NOT NULL REFERENCES {schema}.incident (id) ON DELETE CASCADE,
+    seq integer NOT NULL,
+    time timestamptz NOT NULL,
+    type text NOT NULL,
+    key text,
+    event jsonb NOT NULL,
+    PRIMARY KEY (incident_id, seq)
+);
+CREATE UNIQUE INDEX incident_event_key ON {schema}.incident_event (incident_id, key) WHERE key IS NOT NULL;
+CREATE TABLE {schema}.incident_day_counter (
+    day date PRIMARY KEY,
+    last integer NOT NULL
+);
+"""),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+_LOCK_NAMESPACE = 'incident.response'
+
+
 class PgStore(Store):
-    """Tables in ``schema``; see docs/incident-record.md. Implemented in the next step."""
+    """Tables ``incident``, ``incident_event``, ``incident_day_counter``, ``schema_version`` in ``schema``.
+
+    Reads never create anything (check mode writes nothing): a database without the schema reads as an empty
+    store. The first write creates the schema and applies the migrations, under a transaction-scoped advisory
+    lock. Every transaction runs with ``lock_timeout`` = timeout and ``statement_timeout`` = 2 x timeout.
+    """
 
     kind = 'postgres'
 
     def __init__(self, dsn=None, schema=DEFAULT_SCHEMA, secrets=(), timeout=DEFAULT_STORE_TIMEOUT):
         super(PgStore, self).__init__(secrets, timeout)
-        raise IncidentError('the PostgreSQL incident store is not available yet in this build; use store=files')
+        if not HAS_PSYCOPG2:
+            raise IncidentError('the PostgreSQL incident store needs psycopg2 (or psycopg2-binary) on the host that '
+                                'runs the module (the controller with delegate_to: localhost)')
+        schema = schema or DEFAULT_SCHEMA
+        if not SCHEMA_RE.match(schema):
+            raise IncidentError('store_schema %r is not a plain lower-case identifier ([a-z_][a-z0-9_]*)' % (schema,))
+        self.schema = schema
+        self.dsn = dsn or ''
+        self._where = self._describe_dsn(self.dsn)
+        self._migrated = False
+        try:
+            self.conn = psycopg2.connect(self.dsn, connect_timeout=max(int(timeout), 1),
+                                         application_name='incident.response store')
+        except psycopg2.Error as exc:
+            raise IncidentError('cannot connect to the PostgreSQL incident store %s: %s'
+                                % (self._where, self._error_text(exc)))
+        self.conn.autocommit = False
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT set_config('lock_timeout', %s, false), "
+                            "set_config('statement_timeout', %s, false)",
+                            ('%ds' % timeout, '%ds' % (2 * timeout)))
+            self.conn.commit()
+        except psycopg2.Error as exc:
+            self._rollback()
+            raise IncidentError('PostgreSQL incident store %s: %s' % (self._where, self._error_text(exc)))
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    @staticmethod
+    def _describe_dsn(dsn):
+        try:
+            parts = psycopg2.extensions.parse_dsn(dsn) if dsn else {}
+        except psycopg2.Error:
+            raise IncidentError('store_dsn is not a valid libpq connection string or URI')
+        host = parts.get('host') or os.environ.get('PGHOST') or 'local socket'
+        port = parts.get('port') or os.environ.get('PGPORT') or '5432'
+        dbname = parts.get('dbname') or os.environ.get('PGDATABASE') or '(default database)'
+        user = parts.get('user') or os.environ.get('PGUSER') or '(default user)'
+        return '%s:%s as %s (database %s)' % (host, port, user, dbname)
+
+    def _error_text(self, exc):
+        text = str(getattr(exc, 'pgerror', None) or exc).strip()
+        lines = [line for line in text.splitlines() if line.strip()]
+        return redact_value(lines[0] if lines else exc.__class__.__name__, self.secrets)
+
+    def describe(self):
+        return 'postgres store %s, schema %s' % (self._where, self.schema)
+
+    def close(self):
+        conn = getattr(self, 'conn', None)
+        if conn is not None and not conn.closed:
+            try:
+                conn.close()
+            except psycopg2.Error:
+                pass
+
+    def _rollback(self):
+        try:
+            self.conn.rollback()
+        except psycopg2.Error:
+            pass
+
+    def _q(self, text):
+        return pgsql.SQL(text).format(schema=pgsql.Identifier(self.schema))
+
+    def _run(self, what, func, write=False):
+        """Run ``func(cursor)`` in one transaction; any database error is one IncidentError naming ``what``."""
+        try:
+            if write:
+                self._migrate()
+            with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                result = func(cur)
+            self.conn.commit()
+            return result
+        except IncidentError:
+            self._rollback()
+            raise
+        except psycopg2.Error as exc:
+            self._rollback()
+            code = getattr(exc, 'pgcode', None)
+            hint = ''
+            if code in ('55P03', '57014'):
+                hint = ' (timed out after %ss: store_timeout)' % self.timeout
+            raise IncidentError('PostgreSQL incident store %s, %s: %s%s'
+                                % (self._where, what, self._error_text(exc), hint))
+
+    def _version(self, cur):
+        cur.execute('SELECT pg_catalog.to_regclass(%s) AS t', ('%s.schema_version' % self.schema,))
+        if cur.fetchone()['t'] is None:
+            return 0
+        cur.execute(self._q('SELECT coalesce(max(version), 0) AS v FROM {schema}.schema_version'))
+        return cur.fetchone()['v']
+
+    def _readable(self, cur):
+        version = self._version(cur)
+        if version > SCHEMA_VERSION:
+            raise IncidentError('the incident store schema %s is at version %s, newer than this collection knows '
+                                '(%s): upgrade the collection' % (self.schema, version, SCHEMA_VERSION))
+        return version > 0
+
+    def _migrate(self):
+        if self._migrated:
+            return
+        try:
+            with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                cur.execute('SELECT pg_advisory_xact_lock(hashtext(%s))', ('%s:migrate:%s' % (_LOCK_NAMESPACE,
+                                                                                             self.schema),))
+                cur.execute(self._q('CREATE SCHEMA IF NOT EXISTS {schema}'))
+                cur.execute(self._q('CREATE TABLE IF NOT EXISTS {schema}.schema_version ('
+                                    'version integer PRIMARY KEY, description text NOT NULL, '
+                                    'applied timestamptz NOT NULL DEFAULT now())'))
+                version = self._version(cur)
+                if version > SCHEMA_VERSION:
+                    raise IncidentError('the incident store schema %s is at version %s, newer than this collection '
+                                        'knows (%s): upgrade the collection' % (self.schema, version, SCHEMA_VERSION))
+                for number, description, text in MIGRATIONS:
+                    if number > version:
+                        cur.execute(self._q(text))
+                        cur.execute(self._q('INSERT INTO {schema}.schema_version (version, description) '
+                                            'VALUES (%s, %s)'), (number, description))
+            self.conn.commit()
+        except IncidentError:
+            self._rollback()
+            raise
+        except psycopg2.Error as exc:
+            self._rollback()
+            raise IncidentError('PostgreSQL incident store %s: cannot create or migrate schema %s: %s'
+                                % (self._where, self.schema, self._error_text(exc)))
+        self._migrated = True
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def get(self, incident_id):
+        validate_incident_id(incident_id)
+
+        def read(cur):
+            if not self._readable(cur):
+                return None
+            cur.execute(self._q('SELECT record FROM {schema}.incident WHERE id = %s'), (incident_id,))
+            row = cur.fetchone()
+            return row['record'] if row else None
+        return self._run('reading incident %s' % incident_id, read)
+
+    def list(self, filters=None):
+        filters = dict(filters or {})
+        clauses, args = [], []
+        for name in ('status', 'severity', 'system'):
+            value = filters.get(name)
+            if value not in (None, '', []):
+                clauses.append('%s = ANY(%%s)' % name)
+                args.append(list(value) if isinstance(value, (list, tuple)) else [value])
+        if filters.get('open') is True:
+            clauses.append('status <> ALL(%s)')
+            args.append(list(CLOSED_STATUSES))
+        elif filters.get('open') is False:
+            clauses.append('status = ANY(%s)')
+            args.append(list(CLOSED_STATUSES))
+        if filters.get('fingerprint'):
+            clauses.append('fingerprint = %s')
+            args.append(filters['fingerprint'])
+        since = parse_time(filters.get('since'), 'since')
+        until = parse_time(filters.get('until'), 'until')
+        if since:
+            clauses.append('detected >= %s')
+            args.append(since)
+        if until:
+            clauses.append('detected < %s')
+            args.append(until)
+        where = (' WHERE ' + ' AND '.join(clauses)) if clauses else ''
+
+        def read(cur):
+            if not self._readable(cur):
+                return []
+            cur.execute(self._q('SELECT record FROM {schema}.incident' + where + ' ORDER BY id'), args)
+            return [row['record'] for row in cur.fetchall()]
+        return self._run('listing incidents', read)
+
+    def find_open_by_fingerprint(self, fingerprint):
+        if not fingerprint:
+            return None
+        found = self.list(dict(fingerprint=fingerprint, open=True))
+        return found[0] if found else None
+
+    def events(self, incident_id):
+        validate_incident_id(incident_id)
+
+        def read(cur):
+            if not self._readable(cur):
+                return []
+            cur.execute(self._q('SELECT seq, event FROM {schema}.incident_event WHERE incident_id = %s ORDER BY seq'),
+                        (incident_id,))
+            result = []
+            for row in cur.fetchall():
+                event = row['event']
+                event['seq'] = row['seq']
+                result.append(event)
+            return result
+        return self._run('reading the timeline of %s' % incident_id, read)
+
+    def has_event(self, incident_id, key):
+        if not key:
+            return False
+        validate_incident_id(incident_id)
+
+        def read(cur):
+            if not self._readable(cur):
+                return False
+            cur.execute(self._q('SELECT 1 FROM {schema}.incident_event WHERE incident_id = %s AND key = %s'),
+                        (incident_id, key))
+            return cur.fetchone() is not None
+        return self._run('reading the timeline of %s' % incident_id, read)
+
+    # -- ids ---------------------------------------------------------------------------------------------
+    def allocate_id(self, day=None):
+        day = _validate_day(day)
+
+        def read(cur):
+            last = 0
+            if self._readable(cur):
+                cur.execute(self._q('SELECT last FROM {schema}.incident_day_counter WHERE day = %s'), (day,))
+                row = cur.fetchone()
+                last = row['last'] if row else 0
+                number = last + 1
+                while True:
+                    cur.execute(self._q('SELECT 1 FROM {schema}.incident WHERE id = %s'), (format_id(day, number),))
+                    if cur.fetchone() is None:
+                        return format_id(day, number)
+                    number += 1
+            return format_id(day, last + 1)
+        return self._run('allocating an id', read)
+
+    def _take_id(self, cur, day):
+        """The day's next number, counted in the same transaction as the insert (rolled back with it)."""
+        while True:
+            cur.execute(self._q('INSERT INTO {schema}.incident_day_counter AS c (day, last) VALUES (%s, 1) '
+                                'ON CONFLICT (day) DO UPDATE SET last = c.last + 1 RETURNING last'), (day,))
+            candidate = format_id(day, cur.fetchone()['last'])
+            cur.execute(self._q('SELECT 1 FROM {schema}.incident WHERE id = %s'), (candidate,))
+            if cur.fetchone() is None:
+                return candidate
+
+    # -- writing -----------------------------------------------------------------------------------------
+    def _insert(self, cur, record):
+        if record.get('id') is None:
+            record['id'] = self._take_id(cur, today(parse_time(record['times'].get('detected'))))
+        if not record.get('evidence_dir'):
+            record['evidence_dir'] = self.evidence_dir(record['id'])
+        record = self._clean_record(record)
+        cur.execute(self._q('INSERT INTO {schema}.incident (id, revision, status, severity, system, fingerprint, '
+                            'detected, record, created, updated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) '
+                            'ON CONFLICT (id) DO NOTHING RETURNING id'),
+                    (record['id'], record['revision'], record.get('status') or 'investigating', record.get('severity'),
+                     record.get('system'), _fingerprint(record), parse_time(record['times'].get('detected')),
+                     psycopg2.extras.Json(record), parse_time(record['created']), parse_time(record['updated'])))
+        return record if cur.fetchone() else None
+
+    def create(self, record):
+        record = self._prepare_new(record)
+
+        def write(cur):
+            stored = self._insert(cur, record)
+            if stored is None:
+                raise IncidentError('incident %s already exists in %s' % (record['id'], self.describe()))
+            return stored
+        return self._run('creating an incident', write, write=True)
+
+    def open_or_join(self, record):
+        record = self._prepare_new(record)
+        fingerprint = _fingerprint(record)
+
+        def write(cur):
+            if record.get('id') is not None:
+                cur.execute('SELECT pg_advisory_xact_lock(hashtext(%s))',
+                            ('%s:%s:id:%s' % (_LOCK_NAMESPACE, self.schema, record['id']),))
+                cur.execute(self._q('SELECT record FROM {schema}.incident WHERE id = %s'), (record['id'],))
+                row = cur.fetchone()
+                if row:
+                    return row['record'], False
+            elif fingerprint:
+                cur.execute('SELECT pg_advisory_xact_lock(hashtext(%s))',
+                            ('%s:%s:fingerprint:%s' % (_LOCK_NAMESPACE, self.schema, fingerprint),))
+                cur.execute(self._q('SELECT record FROM {schema}.incident WHERE fingerprint = %s AND '
+                                    'status <> ALL(%s) ORDER BY id LIMIT 1'), (fingerprint, list(CLOSED_STATUSES)))
+                row = cur.fetchone()
+                if row:
+                    return row['record'], False
+            stored = self._insert(cur, record)
+            if stored is None:
+                raise IncidentError('incident %s already exists in %s' % (record['id'], self.describe()))
+            return stored, True
+        return self._run('opening an incident', write, write=True)
+
+    def update(self, incident_id, changes, expected_revision=None):
+        validate_incident_id(incident_id)
+        changes = redact_value(changes or {}, self.secrets)
+
+        def write(cur):
+            cur.execute(self._q('SELECT record FROM {schema}.incident WHERE id = %s FOR UPDATE'), (incident_id,))
+            row = cur.fetchone()
+            if row is None:
+                raise IncidentError('incident %s does not exist in %s' % (incident_id, self.describe()))
+            record = row['record']
+            if expected_revision is not None and record.get('revision') != expected_revision:
+                raise IncidentError('incident %s changed meanwhile (revision %s, expected %s): run again'
+                                    % (incident_id, record.get('revision'), expected_revision))
+            if not record_differs(record, changes):
+                return record
+            after = merge_changes(record, changes)
+            after['revision'] = int(record.get('revision') or 0) + 1
+            after['updated'] = iso()
+            cur.execute(self._q('UPDATE {schema}.incident SET revision = %s, status = %s, severity = %s, system = %s, '
+                                'fingerprint = %s, detected = %s, record = %s, updated = %s WHERE id = %s'),
+                        (after['revision'], after.get('status') or 'investigating', after.get('severity'),
+                         after.get('system'), _fingerprint(after),
+                         parse_time((after.get('times') or {}).get('detected')), psycopg2.extras.Json(after),
+                         parse_time(after['updated']), incident_id))
+            return after
+        if not self._exists_schema():
+            raise IncidentError('incident %s does not exist in %s' % (incident_id, self.describe()))
+        return self._run('updating incident %s' % incident_id, write, write=True)
+
+    def _exists_schema(self):
+        return self._run('reading the schema version', self._readable)
+
+    def append_event(self, incident_id, event):
+        validate_incident_id(incident_id)
+        event = self._clean_event(event)
+
+        def write(cur):
+            cur.execute(self._q('SELECT 1 FROM {schema}.incident WHERE id = %s FOR UPDATE'), (incident_id,))
+            if cur.fetchone() is None:
+                raise IncidentError('incident %s does not exist in %s' % (incident_id, self.describe()))
+            if event.get('key'):
+                cur.execute(self._q('SELECT seq, event FROM {schema}.incident_event WHERE incident_id = %s AND '
+                                    'key = %s'), (incident_id, event['key']))
+                row = cur.fetchone()
+                if row:
+                    old = row['event']
+                    old['seq'] = row['seq']
+                    return old
+            cur.execute(self._q('SELECT coalesce(max(seq), 0) + 1 AS seq FROM {schema}.incident_event '
+                                'WHERE incident_id = %s'), (incident_id,))
+            event['seq'] = cur.fetchone()['seq']
+            cur.execute(self._q('INSERT INTO {schema}.incident_event (incident_id, seq, time, type, key, event) '
+                                'VALUES (%s, %s, %s, %s, %s, %s)'),
+                        (incident_id, event['seq'], parse_time(event['time'], 'event time'), event['type'],
+                         event.get('key'), psycopg2.extras.Json(event)))
+            return event
+        if not self._exists_schema():
+            raise IncidentError('incident %s does not exist in %s' % (incident_id, self.describe()))
+        return self._run('appending to the timeline of %s' % incident_id, write, write=True)
+
+    def evidence_dir(self, incident_id):
+        """Evidence stays on the host that runs the remediation, under the default files store directory."""
+        return os.path.join(DEFAULT_STORE_PATH, validate_incident_id(incident_id), 'evidence')

@@ -25,6 +25,7 @@ __metaclass__ = type
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.incident.response.plugins.module_utils._common import excerpt
+from ansible_collections.incident.response.plugins.module_utils._incident import SEVERITIES, SEVERITY
 from ansible_collections.incident.response.plugins.module_utils._postgres import _first_line, describe_target
 
 try:
@@ -58,7 +59,7 @@ THRESHOLD_DEFAULTS = dict(
 )
 
 LEVEL_STATUS = dict(CRITICAL='critical', HIGH='warning', MONITOR='warning', OK='ok')
-SEV_PRIORITY = dict(SEV1='P0', SEV2='P1', SEV3='P2', SEV4='P3')
+SEV_PRIORITY = dict((sev, SEVERITY[sev]['priority']) for sev in SEVERITIES)  # the one mapping (_incident)
 SEV_RESPONSE = dict(SEV1='immediate (15 min), executive notification',
                     SEV2='1 hour, management notification',
                     SEV3='4 hours, team notification',

@@ -117,10 +117,11 @@ severity:
   type: str
   sample: SEV3
 priority:
-  description: C(P1), C(P2), C(P3) (the runbook's mapping of the severity), or null when ok.
+  description: C(P0), C(P1), C(P2), the priority of the severity on the collection's one scale (P0 = SEV1, see
+    docs/incident-record.md), or null when ok.
   returned: success
   type: str
-  sample: P3
+  sample: P2
 reasons:
   description: One sentence per finding.
   returned: success
@@ -181,6 +182,7 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.incident.response.plugins.module_utils._common import redact
+from ansible_collections.incident.response.plugins.module_utils._incident import priority_for
 
 LEVELS = ('ok', 'degraded', 'down')
 
@@ -321,7 +323,7 @@ def main():
     if down and down == len(statuses):
         severity = 'SEV1'
         reasons.append('every endpoint is down: complete outage (SEV1)')
-    priority = ('P' + severity[3:]) if severity else None
+    priority = priority_for(severity) if severity else None
     p95_values = [e['p95'] for e in endpoints if e['p95'] is not None]
     module.exit_json(changed=False, status=status, severity=severity, priority=priority, reasons=reasons,
                      p95=max(p95_values) if p95_values else None, endpoints=endpoints)

@@ -39,7 +39,7 @@ def test_500_is_down(ansible, lab_env, api_status):
     api_status('health', '500 Internal Server Error')
     rc, result, out = ansible.module('http_check', dict(url=lab_env['LAB_API_URL'] + '/health', count=2))
     assert rc == 0, out
-    assert result['status'] == 'down' and result['severity'] == 'SEV1' and result['priority'] == 'P1'
+    assert result['status'] == 'down' and result['severity'] == 'SEV1' and result['priority'] == 'P0'
     assert result['endpoints'][0]['status_codes'] == [500, 500]
 
 
