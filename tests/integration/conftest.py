@@ -63,6 +63,10 @@ def ansible_env(lab_env):
     env['ANSIBLE_FORCE_COLOR'] = '0'
     env['ANSIBLE_DEPRECATION_WARNINGS'] = '0'
     env['PATH'] = BIN + os.pathsep + env.get('PATH', '')
+    # Every incident playbook records into an incident (issue 8): the tests' incidents go to a store of their own,
+    # never to the machine's default /var/tmp/incident-response/incidents.
+    env['INCIDENT_STORE'] = 'files'
+    env['INCIDENT_STORE_PATH'] = tempfile.mkdtemp(prefix='ir-incidents-')
     return env
 
 
