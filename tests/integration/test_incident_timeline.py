@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -165,13 +166,17 @@ def test_an_incident_missing_from_the_store_warns_and_writes_nothing(ansible, st
 
 
 # ------------------------------------------------------------------ ansible-runner job events (AWX)
-def runner_job(tmp_path, name, playbook, extravars, env):
+def runner_job(tmp_path, name, playbook, extravars, env, whole_dir=None):
     """A FRESH private data dir per job; the project's ansible.cfg does not enable the callback (a job whose
     events are converted afterwards). Returns artifacts/<ident>."""
     pdd = tmp_path / ('pdd-' + name)
     for sub in ('project', 'inventory', 'env'):
         (pdd / sub).mkdir(parents=True)
-    shutil.copy(os.path.join(ROOT, playbook), str(pdd / 'project' / os.path.basename(playbook)))
+    if whole_dir:  # a playbook of the collection, with its vars/ and tasks/
+        shutil.rmtree(str(pdd / 'project'))
+        shutil.copytree(os.path.join(ROOT, whole_dir), str(pdd / 'project'))
+    else:
+        shutil.copy(os.path.join(ROOT, playbook), str(pdd / 'project' / os.path.basename(playbook)))
     shutil.copy(os.path.join(ROOT, 'inventory', 'lab.yml'), str(pdd / 'inventory' / 'lab.yml'))
     (pdd / 'project' / 'ansible.cfg').write_text(
         '[defaults]\ncollections_path = %s\ninterpreter_python = auto_silent\n' % os.path.join(ROOT, 'build', 'collections'))
@@ -243,3 +248,104 @@ def test_the_converter_fails_clearly(ansible_env, tmp_path, store_path):
     code, out, err = convert(str(empty.parent), env, '--incident-id', 'INC-NOT-OPEN')
     assert code == 1 and 'does not exist' in err and 'Traceback' not in err
     assert not os.path.exists(os.path.join(store_path, 'INC-NOT-OPEN.events.jsonl'))
+
+
+# ------------------------------------------------------------------ a game day: fault -> incident playbook -> record
+POOL = 'playbooks/connection_pool_exhausted.yml'
+POOL_VARS = dict(pg_connections_idle_in_transaction_age='3s', pg_connections_databases=['scheduler'])
+SESSIONS = 4
+
+
+def cause_idle_sessions(ansible, lab):
+    run = ansible.playbook('playbooks/gameday.yml', dict(fault='idle_in_transaction', gameday_sessions=SESSIONS))
+    assert run.rc == 0, run
+    assert len(lab.pids('gameday_idle_tx')) == SESSIONS
+    time.sleep(4)  # older than the playbook's 3s threshold
+
+
+@pytest.fixture
+def idle_sessions(ansible, lab):
+    yield lambda: cause_idle_sessions(ansible, lab)
+    ansible.playbook('playbooks/gameday.yml', dict(fault='idle_in_transaction', gameday_action='clear'))
+
+
+def run_timeline(timeline, incident_id):
+    """The events of the run itself (not those the incident module writes), the incident id made neutral."""
+    kept = [e for e in timeline if e['type'] in ('play_start', 'task', 'play_end', 'stats')]
+    return json.loads(json.dumps(signature(kept)).replace(incident_id, 'ID'))
+
+
+def test_gameday_fault_then_playbook_records_the_incident_and_its_timeline(ansible, ansible_env, lab, lab_env,
+                                                                           idle_sessions, tmp_path, store_path):
+    env = dict(INCIDENT_STORE_PATH=store_path)
+    idle_sessions()
+
+    # --check: the plan, the store untouched (not even created)
+    run = ansible.playbook(POOL, dict(POOL_VARS, incident_id='INC-GD-1'), check=True, env=env)
+    assert run.rc == 0, run
+    assert 'check mode, nothing recorded in incident INC-GD-1' in run.output
+    assert not os.path.exists(store_path)
+
+    # the real run: opens INC-GD-1, acts, records severity and end state; the callback records every task
+    run = ansible.playbook(POOL, dict(POOL_VARS, incident_id='INC-GD-1'), env=env)
+    assert run.rc == 0, run
+    assert lab.pids('gameday_idle_tx') == []
+    record = get_store(dict(store='files', store_path=store_path)).get('INC-GD-1')
+    assert record['status'] == 'monitoring' and record['severity'] == 'SEV2', record
+    assert record['system'] == 'schedule_generator' and record['times']['mitigated'], record
+    timeline = events(store_path, 'INC-GD-1')
+    types = [e['type'] for e in timeline]
+    # 'opened' comes first: the incident exists from then on; the play start and the tasks before the open were
+    # kept by the callback and follow it, with their own times
+    assert types[:2] == ['opened', 'play_start'] and types[-2:] == ['play_end', 'stats'], types
+    assert {'severity', 'status'} <= set(types), types
+    by_time = sorted(timeline, key=lambda e: e['time'])
+    assert by_time[0]['type'] == 'play_start' and by_time[-1]['type'] == 'stats'
+    tasks = dict((e['task'], e) for e in timeline if e['type'] == 'task')
+    acted = tasks['End sessions idle in transaction for at least the threshold']
+    assert acted['outcome'] == 'changed' and acted['module'] == 'incident.response.pg_backends', acted
+    assert 'terminated %d backends' % SESSIONS in acted['summary'] and len(acted['actions']) == SESSIONS, acted
+    assert all(a['done'] for a in acted['actions'])
+    assert tasks['Assess connections']['status'] in ('ok', 'warning', 'critical')
+    assert timeline[-1]['hosts']['localhost']['failures'] == 0 and timeline[-1]['hosts']['localhost']['changed'] >= 1
+    assert_no_secret(store_path, lab_env)
+
+    # idempotent: a re-run joins the incident and changes nothing (the timeline grows by the run's events)
+    before = len(timeline)
+    run = ansible.playbook(POOL, dict(POOL_VARS, incident_id='INC-GD-1'), env=env)
+    assert run.rc == 0 and run.changed == 0, run
+    assert get_store(dict(store='files', store_path=store_path)).get('INC-GD-1')['revision'] == record['revision']
+    assert len(events(store_path, 'INC-GD-1')) > before
+
+    # the same game day as an AWX job: ansible-runner without the callback, then its job events converted
+    idle_sessions()
+    job_env = dict(ansible_env, INCIDENT_STORE_PATH=store_path)
+    artifacts, rc = runner_job(tmp_path, 'job-pool', POOL, dict(POOL_VARS, incident_id='INC-GD-2'), job_env,
+                               whole_dir='playbooks')
+    assert rc == 0
+    assert lab.pids('gameday_idle_tx') == []
+    code, out, err = convert(artifacts, job_env)
+    assert code == 0, err
+    assert json.loads(out)['incident_id'] == 'INC-GD-2'
+    awx_record = get_store(dict(store='files', store_path=store_path)).get('INC-GD-2')
+    assert (awx_record['status'], awx_record['severity']) == ('monitoring', 'SEV2')
+    assert run_timeline(events(store_path, 'INC-GD-2'), 'INC-GD-2') == run_timeline(timeline, 'INC-GD-1')
+    assert_no_secret(store_path, lab_env)
+
+
+def test_a_failed_run_records_the_failure_and_still_fails(ansible, lab, idle_sessions, store_path):
+    idle_sessions()
+    before = lab.activity()
+    run = ansible.playbook(POOL, dict(POOL_VARS, incident_id='INC-GD-FAIL', pg_connections_max_backends=2),
+                           env=dict(INCIDENT_STORE_PATH=store_path))
+    assert run.rc != 0, run
+    assert 'refusing to terminate %d backends: more than max_backends=2 match' % SESSIONS in run.output
+    assert 'Incident INC-GD-FAIL: the run failed at End sessions idle in transaction' in run.output
+    assert lab.activity() == before
+    timeline = events(store_path, 'INC-GD-FAIL')
+    failed = [e for e in timeline if e['type'] == 'task' and e['outcome'] == 'failed']
+    assert failed and failed[0]['task'] == 'End sessions idle in transaction for at least the threshold', failed
+    notes = [e for e in timeline if e['type'] == 'note' and 'the run ended failed' in e.get('message', '')]
+    assert len(notes) == 1, timeline
+    assert timeline[-1]['type'] == 'stats' and timeline[-1]['outcome'] == 'failed'
+    assert timeline[-1]['hosts']['localhost']['rescued'] == 1
