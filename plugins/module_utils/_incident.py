@@ -166,7 +166,7 @@ SEVERITY = {
                                 escalation=[dict(when='unresolved', after_minutes=120, to='operations team',
                                                  level=1)]),
             insights=dict(label='P3', priority='P3', response_minutes=240, resolution_minutes=None,
-                          update_minutes=30, audience='document', escalation=[]),
+                          update_minutes=None, audience='document', escalation=[]),
         )),
     'SEV4': dict(
         name='low', priority='P3', response_minutes=120, resolution_minutes=1440, update_minutes=None,
@@ -267,7 +267,7 @@ def severity_policy(severity, system=None):
         for key, value in own.items():
             if key == 'priority':
                 policy['runbook_priority'] = value
-            elif value is not None or key in ('update_minutes',):
+            elif value is not None:
                 policy[key] = copy.deepcopy(value)
     return policy
 
@@ -343,25 +343,61 @@ def _validate_day(day):
     return str(day)
 
 
-def redact_value(value, secrets=(), key=None):
-    """A copy of ``value`` safe to store: secret-looking keys masked, every string redacted.
+_URL_SECRET_PATTERNS = (
+    # incoming-webhook URLs carry their secret in the path: Slack's /services/T../B../<secret>, hooks.* hosts
+    (re.compile(r'(https?://hooks\.[^/\s]+/)[^\s"\'<>]+', re.IGNORECASE), r'\1' + MASK),
+    (re.compile(r'(/services/T[A-Za-z0-9]+/B[A-Za-z0-9]+/)[A-Za-z0-9]+'), r'\1' + MASK),
+)
 
-    ``secrets``: literal values (for example a module's ``no_log_values``) replaced wherever they appear.
-    """
+
+def _secret_values(value, key=None, found=None):
+    """The values stored under secret-looking keys anywhere in ``value`` (masked wherever else they appear)."""
+    found = [] if found is None else found
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _secret_values(v, k, found)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _secret_values(v, key, found)
+    elif isinstance(value, str) and key is not None and isinstance(key, str) and SECRET_KEY_RE.search(key):
+        if len(value) >= 3:
+            found.append(value)
+    return found
+
+
+def _redact(value, secrets, key=None):
     if key is not None and isinstance(key, str) and SECRET_KEY_RE.search(key) and value not in (None, '', [], {}):
         if not isinstance(value, (dict, list, tuple)):
             return MASK
     if isinstance(value, dict):
-        return dict((k, redact_value(v, secrets, key=k)) for k, v in value.items())
+        return dict((k, _redact(v, secrets, key=k)) for k, v in value.items())
     if isinstance(value, (list, tuple)):
-        return [redact_value(v, secrets) for v in value]
+        return [_redact(v, secrets, key=key) for v in value]
     if isinstance(value, str):
-        text = redact(value)
-        for secret in secrets or ():
-            if secret and isinstance(secret, str) and len(secret) >= 3 and secret in text:
+        text = value
+        for secret in secrets:
+            if secret in text:
                 text = text.replace(secret, MASK)
+        text = redact(text)
+        for pattern, replacement in _URL_SECRET_PATTERNS:
+            text = pattern.sub(replacement, text)
         return text
     return value
+
+
+def redact_value(value, secrets=()):
+    """A copy of ``value`` safe to store: secret-looking keys masked, every string redacted.
+
+    ``secrets``: literal values (for example a module's ``no_log_values``) replaced wherever they appear; the
+    values found under secret-looking keys (password, token, webhook_url, ...) are also masked wherever else
+    they appear in ``value``. Strings also go through the collection's ``redact()`` (``password=...``,
+    ``PASSWORD '...'``, ``user:pw@`` in URLs) and webhook URLs (``https://hooks.<host>/...``,
+    ``/services/T../B../<secret>``) lose their secret path.
+    """
+    literal = [s for s in (secrets or ()) if isinstance(s, str) and len(s) >= 3]
+    literal.extend(_secret_values(value))
+    literal = sorted(set(literal), key=len, reverse=True)
+    return _redact(value, literal)
 
 
 def default_actor():
