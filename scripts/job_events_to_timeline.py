@@ -167,8 +167,8 @@ def convert(events, job, check_mode, actor):
             play = (data.get('play') or '').strip() or data.get('play_pattern')
             play_uuid = base_uuid(data.get('play_uuid'))
             hosts = [h for h in (data.get('play_pattern') or '').split(',') if h]
-            timeline.append((key, tl.play_start_event(play, hosts, check_mode, actor=actor, time=created,
-                                                       play_uuid=play_uuid)))
+            start = tl.play_start_event(play, hosts, check_mode, actor=actor, time=created, play_uuid=play_uuid)
+            timeline.append((key, start))
         elif kind in RESULT_EVENTS:
             module = data.get('resolved_action') or data.get('task_action')
             res = data.get('res') if isinstance(data.get('res'), dict) else {}
