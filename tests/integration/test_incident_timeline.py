@@ -156,6 +156,16 @@ def test_an_unwritable_store_warns_once_and_never_fails_the_play(ansible, tmp_pa
     assert 'Traceback' not in run.output
 
 
+def test_an_unreachable_postgres_store_warns_once_without_its_password(ansible, tmp_path):
+    dsn = 'host=127.0.0.1 port=1 user=nobody password=dsnSecret0123 dbname=incidents connect_timeout=2'
+    run = probe(ansible, str(tmp_path / 'unused'), dict(incident_id='INC-TL-PG'),
+                env=dict(INCIDENT_STORE='postgres', INCIDENT_STORE_DSN=dsn, INCIDENT_STORE_TIMEOUT='3'))
+    assert run.rc == 0, run
+    assert run.recap == dict(ok=7, changed=1, unreachable=0, failed=0, skipped=1, rescued=1, ignored=1), run
+    assert run.output.count('incident.response.timeline: cannot record the timeline of incident INC-TL-PG') == 1, run
+    assert 'dsnSecret0123' not in run.output and 'Traceback' not in run.output
+
+
 def test_an_incident_missing_from_the_store_warns_and_writes_nothing(ansible, store_path):
     open_incident(store_path, 'INC-TL-OTHER')
     before = snapshot(store_path)
