@@ -15,7 +15,7 @@ options:
   store:
     description:
       - Where the incident records are kept.
-      - V(files) is a directory on the host that runs the module (the controller with C(delegate_to=localhost)):
+      - V(files) is a directory on the host that runs the module (the controller with C(delegate_to=localhost)),
         one C(<id>.json) per incident, written atomically, and an append-only C(<id>.events.jsonl) timeline, mode
         0600 in a 0700 directory.
       - V(postgres) is a set of tables in the schema O(store_schema) of a PostgreSQL database (for AWX, whose job
@@ -39,7 +39,8 @@ options:
     type: str
   store_schema:
     description:
-      - The schema of the V(postgres) store's tables. Falls back to E(INCIDENT_STORE_SCHEMA).
+      - The schema of the V(postgres) store's tables, a plain lower-case identifier. Created with the tables on the
+        first write. Falls back to E(INCIDENT_STORE_SCHEMA).
     type: str
     default: incident_response
   store_timeout:

@@ -194,6 +194,10 @@ class IncidentError(Exception):
     """What an operator can cause: one clear message, never a traceback."""
 
 
+class ConflictError(IncidentError):
+    """``update(expected_revision=...)`` found another revision: re-read and try again."""
+
+
 def _scale_name(scale):
     if scale in (None, '', 'canonical'):
         return 'canonical'
@@ -634,6 +638,12 @@ class FileStore(Store):
 
     def _ensure_dir(self):
         if os.path.isdir(self.path):
+            try:
+                info = os.stat(self.path)
+                if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+                    os.chmod(self.path, 0o700)  # the store is private, whoever created the directory
+            except OSError:
+                pass
             return
         try:
             os.makedirs(self.path, 0o700)
@@ -802,7 +812,7 @@ class FileStore(Store):
             if record is None:
                 raise IncidentError('incident %s does not exist in %s' % (incident_id, self.describe()))
             if expected_revision is not None and record.get('revision') != expected_revision:
-                raise IncidentError('incident %s changed meanwhile (revision %s, expected %s): run again'
+                raise ConflictError('incident %s changed meanwhile (revision %s, expected %s): run again'
                                     % (incident_id, record.get('revision'), expected_revision))
             changes = redact_value(changes or {}, self.secrets)
             if not record_differs(record, changes):
@@ -896,7 +906,7 @@ def store_params_from_env(params=None):
     defaults = dict(store='files', store_path=DEFAULT_STORE_PATH, store_dsn=None, store_schema=DEFAULT_SCHEMA,
                     store_timeout=DEFAULT_STORE_TIMEOUT)
     for name, env in STORE_ENV.items():
-        if params.get(name) in (None, ''):
+        if params.get(name) is None or (params.get(name) == '' and name != 'store_timeout'):
             params[name] = os.environ.get(env) or defaults[name]
     return params
 
@@ -905,7 +915,8 @@ def get_store(params, secrets=()):
     """The store the options name: FileStore or PgStore. Raises IncidentError with one clear message."""
     params = store_params_from_env(params)
     try:
-        timeout = int(params.get('store_timeout') or DEFAULT_STORE_TIMEOUT)
+        timeout = params.get('store_timeout')
+        timeout = DEFAULT_STORE_TIMEOUT if timeout in (None, '') else int(timeout)
     except (TypeError, ValueError):
         raise IncidentError('store_timeout must be a number of seconds, got %r' % (params.get('store_timeout'),))
     if timeout < 1:
@@ -1076,8 +1087,8 @@ class PgStore(Store):
             return
         try:
             with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                cur.execute('SELECT pg_advisory_xact_lock(hashtext(%s))', ('%s:migrate:%s' % (_LOCK_NAMESPACE,
-                                                                                             self.schema),))
+                lock_name = '%s:migrate:%s' % (_LOCK_NAMESPACE, self.schema)
+                cur.execute('SELECT pg_advisory_xact_lock(hashtext(%s))', (lock_name,))
                 cur.execute(self._q('CREATE SCHEMA IF NOT EXISTS {schema}'))
                 cur.execute(self._q('CREATE TABLE IF NOT EXISTS {schema}.schema_version ('
                                     'version integer PRIMARY KEY, description text NOT NULL, '
@@ -1273,7 +1284,7 @@ class PgStore(Store):
                 raise IncidentError('incident %s does not exist in %s' % (incident_id, self.describe()))
             record = row['record']
             if expected_revision is not None and record.get('revision') != expected_revision:
-                raise IncidentError('incident %s changed meanwhile (revision %s, expected %s): run again'
+                raise ConflictError('incident %s changed meanwhile (revision %s, expected %s): run again'
                                     % (incident_id, record.get('revision'), expected_revision))
             if not record_differs(record, changes):
                 return record

@@ -134,8 +134,10 @@ options:
     type: str
     default: note
     choices: [note, check, escalation, notification, task]
-  message:
-    description: The text of the event (V(event)); also recorded with the event of V(update) and V(close).
+  text:
+    description:
+      - The text of the event (V(event)), for example C(bridge opened); also recorded with the first event of
+        V(update) and V(close), as its C(message).
     type: str
   event:
     description: More fields of the event added by V(event).
@@ -143,7 +145,7 @@ options:
   key:
     description:
       - The idempotency key of the event added by V(event); an event with this key is recorded once.
-      - Defaults to one derived from O(event_type), O(message) and O(event), so that a re-run does not record the
+      - Defaults to one derived from O(event_type), O(text) and O(event), so that a re-run does not record the
         same step twice. Set O(allow_duplicate=true) to record it again.
     type: str
   allow_duplicate:
@@ -180,7 +182,7 @@ EXAMPLES = r'''
   incident.response.incident:
     state: event
     incident_id: "{{ opened.incident_id }}"
-    message: executive approval given by Bob
+    text: executive approval given by Bob
 
 - name: Close it
   incident.response.incident:
@@ -354,7 +356,7 @@ def plan_update(record, params, now, closing=False):
 
 def events_for(record, changes, params, actor, closing=False):
     events = []
-    message = params.get('message')
+    message = params.get('text')
     if 'status' in changes:
         event = dict(type='closed' if closing else 'status', actor=actor,
                      **{'from': record.get('status'), 'to': changes['status']})
@@ -391,7 +393,7 @@ def event_key(params):
         return params['key']
     if params.get('allow_duplicate'):
         return None
-    payload = json.dumps(dict(type=params['event_type'], message=params.get('message'), event=params.get('event')),
+    payload = json.dumps(dict(type=params['event_type'], message=params.get('text'), event=params.get('event')),
                          sort_keys=True, default=str)
     return '%s:%s' % (params['event_type'], hashlib.sha256(payload.encode('utf-8')).hexdigest()[:16])
 
@@ -498,23 +500,31 @@ class Runner(object):
 
     # -- update / close ----------------------------------------------------------------------------------
     def update(self, closing=False):
-        record = self._require(self.params.get('incident_id'))
-        changes = plan_update(record, self.params, self.now, closing=closing)
-        changes = self._redacted(changes)
-        if not inc.record_differs(record, changes):
-            return self._finish(record, record, '%s: nothing to change (status %s)'
-                                % (record['id'], record.get('status')))
-        events = events_for(record, changes, self.params, self.actor, closing=closing)
+        for attempt in range(1, 4):
+            record = self._require(self.params.get('incident_id'))
+            changes = plan_update(record, self.params, self.now, closing=closing)
+            changes = self._redacted(changes)
+            if not inc.record_differs(record, changes):
+                return self._finish(record, record, '%s: nothing to change (status %s)'
+                                    % (record['id'], record.get('status')))
+            events = events_for(record, changes, self.params, self.actor, closing=closing)
+            if self.check:
+                after = inc.merge_changes(record, changes)
+                after['revision'] = record.get('revision', 0) + 1
+                after['updated'] = self.now
+                self.result['events'] = [self._redacted(e) for e in events]
+                break
+            try:
+                # planned from this revision: another writer in between means plan again
+                after = self.store.update(record['id'], changes, expected_revision=record.get('revision'))
+            except inc.ConflictError:
+                if attempt == 3:
+                    raise
+                continue
+            self.result['events'] = [self.store.append_event(record['id'], e) for e in events]
+            break
         self.result['changed'] = True
         self.result['changes'] = _changes_view(record, changes)
-        if self.check:
-            after = inc.merge_changes(record, changes)
-            after['revision'] = record.get('revision', 0) + 1
-            after['updated'] = self.now
-            self.result['events'] = [self._redacted(e) for e in events]
-        else:
-            after = self.store.update(record['id'], changes, expected_revision=record.get('revision'))
-            self.result['events'] = [self.store.append_event(record['id'], e) for e in events]
         names = sorted(self.result['changes'])
         self.result['actions'].append(make_action('close' if closing else 'update', record['id'],
                                                   dict(fields=names), done=not self.check))
@@ -533,14 +543,14 @@ class Runner(object):
     def event(self):
         p = self.params
         record = self._require(p.get('incident_id'))
-        if not p.get('message') and not p.get('event'):
-            raise inc.IncidentError('state=event needs a message (or event fields)')
+        if not p.get('text') and not p.get('event'):
+            raise inc.IncidentError('state=event needs a text (or event fields)')
         event = dict(p.get('event') or {})
         for name in ('seq', 'type', 'key'):
             event.pop(name, None)
         event.update(type=p['event_type'], actor=self.actor, key=event_key(p))
-        if p.get('message'):
-            event['message'] = p['message']
+        if p.get('text'):
+            event['message'] = p['text']
         event = self._redacted(event)
         if event['key'] and self.store.has_event(record['id'], event['key']):
             self.result['actions'].append(make_action('event', record['id'], dict(key=event['key']), done=False))
@@ -585,7 +595,7 @@ def main():
         fields=dict(type='dict'),
         times=dict(type='dict'),
         event_type=dict(type='str', default='note', choices=['note', 'check', 'escalation', 'notification', 'task']),
-        message=dict(type='str'),
+        text=dict(type='str'),
         event=dict(type='dict'),
         key=dict(type='str', no_log=False),
         allow_duplicate=dict(type='bool', default=False),

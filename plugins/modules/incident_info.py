@@ -29,6 +29,7 @@ attributes:
     description: Reads only; the same in check mode.
   diff_mode:
     support: none
+    description: Reads only; nothing to compare.
   idempotent:
     support: full
     description: Reads only.

@@ -176,7 +176,7 @@ def run_concurrently(store, count, mode, tmp_path):
     go = str(tmp_path / ('go-%s' % uuid.uuid4().hex))
     procs = [subprocess.Popen([sys.executable, '-c', WORKER, json.dumps(store.options), go, mode],
                               env=store.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(count)]
+             for _number in range(count)]
     time.sleep(0.5)  # let every process import and wait at the start line
     open(go, 'w').close()
     results = []
@@ -288,16 +288,16 @@ def test_update_four_steps_diff_and_times(ansible, store):
 
 def test_human_steps_are_recorded_once(ansible, store):
     store.open().create(dict(id='OPS-8', title='x'))
-    step = dict(state='event', incident_id='OPS-8', message='executive approval given by Bob')
+    step = dict(state='event', incident_id='OPS-8', text='executive approval given by Bob')
     before = store.digest()
     rc, res, out = run_module(ansible, store, 'incident', check=True, **step)
-    assert rc == 0 and res['changed'] and res['events'][0]['message'] == step['message'], out
+    assert rc == 0 and res['changed'] and res['events'][0]['message'] == step['text'], out
     assert store.digest() == before
     rc, res, out = run_module(ansible, store, 'incident', **step)
     assert rc == 0 and res['changed'] and res['events'][0]['seq'] == 1, out
     rc, res, out = run_module(ansible, store, 'incident', **step)
     assert rc == 0 and not res['changed'], out
-    rc, res, out = run_module(ansible, store, 'incident', state='event', incident_id='OPS-8', message='bridge opened')
+    rc, res, out = run_module(ansible, store, 'incident', state='event', incident_id='OPS-8', text='bridge opened')
     assert rc == 0 and res['changed'], out
     rc, info, out = run_module(ansible, store, 'incident_info', incident_id='OPS-8')
     assert rc == 0, out
@@ -405,7 +405,7 @@ def test_secrets_are_never_stored(ansible, store, lab_env):
                               fields=dict(webhook_url=hook, token=token, bridge='https://meet.example/x'))
     assert rc == 0, out
     rc, res, out = run_module(ansible, store, 'incident', state='event', incident_id='OPS-SEC',
-                              message='rotated: PASSWORD %s' % secret_pw, event=dict(api_key=token, url=hook))
+                              text='rotated: PASSWORD %s' % secret_pw, event=dict(api_key=token, url=hook))
     assert rc == 0, out
     rc, res, out = run_module(ansible, store, 'incident', state='update', incident_id='OPS-SEC',
                               summary='psql postgresql://app:%s@127.0.0.1/scheduler worked' % app_pw)
@@ -436,3 +436,42 @@ def test_store_schema_is_versioned(pg_database, lab_env, tmp_path):
             store.open().create(dict(id='OPS-W'))
     finally:
         store.cleanup()
+
+
+APPENDER = textwrap.dedent('''
+    import json, os, sys, time
+    from ansible_collections.incident.response.plugins.module_utils import _incident as inc
+    options, go, number = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    deadline = time.monotonic() + 60
+    while not os.path.exists(go) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    store = inc.get_store(options)
+    for n in range(10):
+        store.append_event('OPS-MANY', dict(type='task', task='writer %d step %d' % (number, n)))
+        store.append_event('OPS-MANY', dict(type='notification', key='notify:update:%d:slack' % n))
+    store.update('OPS-MANY', dict(labels={'writer_%d' % number: True}))
+    store.close()
+''')
+
+
+def test_concurrent_writers_lose_nothing(store, tmp_path):
+    """8 processes append 10 events each, try 10 keyed notifications each (each key once overall), update labels."""
+    store.open().create(dict(id='OPS-MANY', title='busy'))
+    go = str(tmp_path / 'go-many')
+    procs = [subprocess.Popen([sys.executable, '-c', APPENDER, json.dumps(store.options), go, str(number)],
+                              env=store.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for number in range(8)]
+    time.sleep(0.5)
+    open(go, 'w').close()
+    for proc in procs:
+        _out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+    reader = store.open()
+    events = reader.events('OPS-MANY')
+    assert [e['seq'] for e in events] == list(range(1, 8 * 10 + 10 + 1))
+    assert len([e for e in events if e['type'] == 'task']) == 80
+    assert sorted(e['key'] for e in events if e['type'] == 'notification') == \
+        sorted('notify:update:%d:slack' % n for n in range(10))
+    record = reader.get('OPS-MANY')
+    assert record['labels'] == dict(('writer_%d' % n, True) for n in range(8))
+    assert record['revision'] == 1 + 8

@@ -308,3 +308,21 @@ def test_lock_timeout_is_a_clear_message(store):
         with pytest.raises(IncidentError, match='timed out after 1s'):
             store.create(dict(id='ops-2'))
     assert store.get('ops-2') is None
+
+
+def test_a_wider_existing_directory_is_made_private(tmp_path):
+    path = tmp_path / 'shared'
+    path.mkdir(mode=0o755)
+    os.chmod(str(path), 0o755)
+    FileStore(str(path)).create(dict(id='ops-1'))
+    assert stat.S_IMODE(os.stat(str(path)).st_mode) == 0o700
+
+
+def test_a_store_path_that_is_a_file_is_one_message(tmp_path):
+    path = tmp_path / 'file'
+    path.write_text('x')
+    store = FileStore(str(path))
+    with pytest.raises(IncidentError, match='cannot'):
+        store.create(dict(id='ops-1'))
+    with pytest.raises(IncidentError, match='cannot'):
+        store.list()
