@@ -172,7 +172,8 @@ class Lab(object):
             SELECT pid, state, backend_start, xact_start, query_start, state_change, application_name
             FROM pg_stat_activity
             WHERE backend_type = 'client backend'
-              AND application_name NOT IN ('pytest-observer', 'incident.response', 'lab_heartbeat_relay')
+              AND application_name NOT IN ('pytest-observer', 'incident.response', 'lab_heartbeat_relay',
+                                           'incident.response store')
             ORDER BY pid""")
         return dict((row[0], row[1:]) for row in rows)
 
