@@ -81,7 +81,9 @@ step "After the emergency protocol"
 tv_overview
 tv -q -P pager=off -c "SELECT incident_id, count(*) AS archived_queue_rows FROM pg_tviews_queue_archive
                        WHERE incident_id = '$INCIDENT_ID' GROUP BY 1" || true
-echo "Evidence saved under ${INCIDENT_DIR:-/var/tmp/incident-response/incidents}/$INCIDENT_ID"
+STORE="${INCIDENT_STORE_PATH:-/var/tmp/incident-response/incidents}"
+echo "Incident $INCIDENT_ID: record $STORE/$INCIDENT_ID.json, timeline $STORE/$INCIDENT_ID.events.jsonl"
+echo "Evidence saved under $STORE/$INCIDENT_ID/evidence"
 
 step "Putting the lab back: restore the archived queue rows, re-enable the TVIEWs, clear the faults"
 tv_cleanup

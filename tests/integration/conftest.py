@@ -63,6 +63,10 @@ def ansible_env(lab_env):
     env['ANSIBLE_FORCE_COLOR'] = '0'
     env['ANSIBLE_DEPRECATION_WARNINGS'] = '0'
     env['PATH'] = BIN + os.pathsep + env.get('PATH', '')
+    # Every incident playbook records into an incident (issue 8): the tests' incidents go to a store of their own,
+    # never to the machine's default /var/tmp/incident-response/incidents.
+    env['INCIDENT_STORE'] = 'files'
+    env['INCIDENT_STORE_PATH'] = tempfile.mkdtemp(prefix='ir-incidents-')
     return env
 
 
@@ -168,7 +172,8 @@ class Lab(object):
             SELECT pid, state, backend_start, xact_start, query_start, state_change, application_name
             FROM pg_stat_activity
             WHERE backend_type = 'client backend'
-              AND application_name NOT IN ('pytest-observer', 'incident.response', 'lab_heartbeat_relay')
+              AND application_name NOT IN ('pytest-observer', 'incident.response', 'lab_heartbeat_relay',
+                                           'incident.response store')
             ORDER BY pid""")
         return dict((row[0], row[1:]) for row in rows)
 

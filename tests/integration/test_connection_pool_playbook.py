@@ -7,7 +7,9 @@ pytestmark = pytest.mark.integration
 
 PLAYBOOK = 'playbooks/connection_pool_exhausted.yml'
 SESSIONS = 4
-VARS = dict(pg_connections_idle_in_transaction_age='3s', pg_connections_databases=['scheduler'])
+# incident_id: the re-runs join the incident of the first run (a new incident would be a change)
+VARS = dict(pg_connections_idle_in_transaction_age='3s', pg_connections_databases=['scheduler'],
+            incident_id='INC-T-POOL')
 
 
 @pytest.fixture

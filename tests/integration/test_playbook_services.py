@@ -22,12 +22,13 @@ def test_no_active_workers(ansible, gameday, lab, lab_project):
     assert 'DRY RUN (--check)' in run.output and '0 fresh heartbeats' in run.output
     assert 'worker: would restart' in run.output and 'worker would be scaled from 2 to 4 replicas' in run.output
     assert lab_project.fingerprint() == before
-    run = ansible.playbook('playbooks/no_active_workers.yml')
+    incident = dict(incident_id='INC-T-NO-WORKERS')  # the second run joins the incident of the first
+    run = ansible.playbook('playbooks/no_active_workers.yml', incident)
     assert run.rc == 0, run
     assert lab_project.states('worker') == ['running'] * 4
     ids = sorted('worker-%s' % c.id[:12] for c in lab_project.containers('worker'))
     assert set(ids) <= set(fresh_ids(lab)), (ids, fresh_ids(lab))
-    run = ansible.playbook('playbooks/no_active_workers.yml')
+    run = ansible.playbook('playbooks/no_active_workers.yml', incident)
     assert run.rc == 0 and run.changed == 0, run
 
 
@@ -50,13 +51,14 @@ def test_api_down(ansible, gameday, lab_project, lab_env):
     assert "postgres'': ''answers''" in run.output and "redis'': ''answers PONG''" in run.output
     assert 'api: would restart' in run.output and 'complete outage (SEV1)' in run.output
     assert lab_project.fingerprint() == before
-    run = ansible.playbook('playbooks/api_down.yml')
+    incident = dict(incident_id='INC-T-API-DOWN')  # the second run joins the incident of the first
+    run = ansible.playbook('playbooks/api_down.yml', incident)
     assert run.rc == 0, run
     assert lab_project.api_healthy()
     rc, result, out = ansible.module('http_check', dict(urls=[lab_env['LAB_API_URL'] + '/health',
                                                               lab_env['LAB_API_URL'] + '/health/ready']))
     assert result['status'] == 'ok', out
-    run = ansible.playbook('playbooks/api_down.yml')
+    run = ansible.playbook('playbooks/api_down.yml', incident)
     assert run.rc == 0 and run.changed == 0, run
 
 
@@ -73,17 +75,18 @@ def test_api_unhealthy_is_not_fixed_by_a_restart_and_says_so(ansible, gameday, l
 
 def test_service_down_any_service(ansible, lab_project):
     lab_project.containers('scheduler')[0].stop(timeout=5)
-    run = ansible.playbook('playbooks/service_down.yml', dict(service_down_service='scheduler'))
+    args = dict(service_down_service='scheduler', incident_id='INC-T-SERVICE-DOWN')  # the second run joins
+    run = ansible.playbook('playbooks/service_down.yml', args)
     assert run.rc == 0, run
     assert lab_project.states('scheduler') == ['running']
-    run = ansible.playbook('playbooks/service_down.yml', dict(service_down_service='scheduler'))
+    run = ansible.playbook('playbooks/service_down.yml', args)
     assert run.rc == 0 and run.changed == 0, run
 
 
 def test_high_resource_restarts_the_top_consumer(ansible, gameday, lab_project):
     assert gameday('memory_hog', gameday_memory_hog_mb=24).rc == 0
     time.sleep(7)
-    hog_vars = dict(high_resource_mem_threshold_mb=12)
+    hog_vars = dict(high_resource_mem_threshold_mb=12, incident_id='INC-T-HIGH-RESOURCE')  # the re-run joins
     before = lab_project.fingerprint()
     run = ansible.playbook('playbooks/high_resource.yml', hog_vars, check=True)
     assert run.rc == 0, run
@@ -103,10 +106,11 @@ def test_database_down(ansible, gameday, lab, lab_env):
     assert run.rc == 0 and 'Action: start' in run.output, run
     with pytest.raises(psycopg2.OperationalError):
         lab.query('SELECT 1')
-    run = ansible.playbook('playbooks/database_down.yml')
+    incident = dict(incident_id='INC-T-DATABASE-DOWN')  # the second run joins the incident of the first
+    run = ansible.playbook('playbooks/database_down.yml', incident)
     assert run.rc == 0 and 'After: answers' in run.output, run
     assert lab.query('SELECT 1') == [(1,)]
-    run = ansible.playbook('playbooks/database_down.yml')
+    run = ansible.playbook('playbooks/database_down.yml', incident)
     assert run.rc == 0 and run.changed == 0, run
 
 

@@ -1,12 +1,15 @@
 """playbooks/emergency_disable.yml on the lab's runbook catalog fixture, with real faults."""
 import json
 import os
+import re
 import subprocess
 import time
 
 import pytest
 
 from conftest import BIN, ROOT
+
+from ansible_collections.incident.response.plugins.module_utils._incident import get_store
 
 PLAYBOOK = 'playbooks/emergency_disable.yml'
 LOCK_NAME = 'incident.response/tview_emergency'
@@ -28,7 +31,8 @@ def emergency(gameday, tviews):
 
 
 def play_vars(incident_dir, **extra):
-    return dict(dict(pg_login_db='tviews_runbook', tview_emergency_incident_dir=incident_dir), **extra)
+    # the incident store of the test: each run records into an incident there, its evidence in <id>/evidence
+    return dict(dict(pg_login_db='tviews_runbook', incident_store_path=incident_dir), **extra)
 
 
 def refresh_sessions(lab):
@@ -50,9 +54,10 @@ def test_check_then_no_approval_then_approved_then_idempotent(ansible, emergency
     assert dict(tviews.state(), activity=lab.activity()) == before
     assert not os.path.exists(incident_dir)
 
-    # 2. neither a prompt answer nor approve=true: stops after the plan
+    # 2. neither a prompt answer nor approve=true: stops after the plan; the one change is the incident opened
     run = ansible.playbook(PLAYBOOK, play_vars(incident_dir))
-    assert run.rc == 0 and run.changed == 0, run
+    assert run.rc == 0 and run.changed == 1, run
+    assert re.search(r'INC-\d{4}-\d{2}-\d{2}-\d{3}: opened pg_tviews emergency', run.output), run
     assert 'NOT APPROVED: stopped after the plan, nothing was changed' in run.output
     assert dict(tviews.state(), activity=lab.activity()) == before
 
@@ -69,7 +74,10 @@ def test_check_then_no_approval_then_approved_then_idempotent(ansible, emergency
     assert disabled == 20
     assert 'Exit criteria NOT MET: 8 of 20 TVIEWs healthy' in run.output
     assert 'Integrity check passed' in run.output
-    evidence = os.path.join(incident_dir, 'INC-E1')
+    evidence = os.path.join(incident_dir, 'INC-E1', 'evidence')  # the incident record's evidence_dir
+    with open(os.path.join(incident_dir, 'INC-E1.json')) as handle:
+        assert json.load(handle)['evidence_dir'] == evidence
+    assert 'Evidence: %s' % evidence in run.output
     assert sorted(os.listdir(evidence)) == ['assessment.json', 'catalog.json', 'queue.json', 'summary.json']
     with open(os.path.join(evidence, 'queue.json')) as handle:
         assert len(json.load(handle)) == 20005
@@ -88,8 +96,9 @@ def test_check_then_no_approval_then_approved_then_idempotent(ansible, emergency
 
 
 def test_not_an_emergency_changes_nothing(ansible, tviews, lab, incident_dir):
+    get_store(dict(store='files', store_path=incident_dir)).create(dict(id='INC-CALM', title='pg_tviews alert'))
     before = dict(tviews.state(), activity=lab.activity())
-    run = ansible.playbook(PLAYBOOK, play_vars(incident_dir, approve=True))
+    run = ansible.playbook(PLAYBOOK, play_vars(incident_dir, approve=True, incident_id='INC-CALM'))  # joins
     assert run.rc == 0 and run.changed == 0, run
     assert 'the runbook recommends NONE, not the emergency protocol' in run.output
     assert dict(tviews.state(), activity=lab.activity()) == before

@@ -43,7 +43,7 @@ def test_emergency_disable_on_postgresql_18(ansible, lab_env, tmp_path):
         assert refresh_sessions(tviews) == 3
         before = tviews.state()
         play_vars = dict(pg_login_port=int(port), pg_login_db=TViews.RUNBOOK, tview_emergency_incident_id='INC-PG18',
-                         tview_emergency_incident_dir=str(tmp_path / 'incidents'))
+                         incident_store_path=str(tmp_path / 'incidents'))
 
         run = ansible.playbook(PLAYBOOK, play_vars, check=True)
         assert run.rc == 0, run
