@@ -294,12 +294,12 @@ class Monitor(object):
                     if attempt == 2:
                         raise
                     record = self.record()  # another writer (the timeline, a notification) came first
-                    if record.get('status') not in ('monitoring', self.result.get('status_before')):
+                    if record.get('status') not in ('monitoring', self.result.get('incident_status_before')):
                         raise inc.IncidentError('incident %s changed to %s meanwhile: not set to %s'
                                                 % (record['id'], record.get('status'), status))
         else:
             record = inc.merge_changes(record, changes)
-        event = {'type': 'status', 'from': self.result.get('status_before'), 'to': status, 'message': message,
+        event = {'type': 'status', 'from': self.result.get('incident_status_before'), 'to': status, 'message': message,
                  'key': '%s:status:%s' % (self.key_prefix(), status)}
         if times:
             event['times'] = times
@@ -342,7 +342,8 @@ class Monitor(object):
             p['run_id'] = 'monitor-%s' % stamp
         inc.validate_incident_id(p['run_id'])
         status = record.get('status')
-        self.result.update(run_id=p['run_id'], incident_status_before=status, incident_status=status, system=record.get('system'),
+        self.result.update(run_id=p['run_id'], incident_status_before=status, incident_status=status,
+                           system=record.get('system'),
                            window_seconds=window, interval_seconds=interval,
                            rounds=int(math.floor(window / interval)) + 1,
                            deadline=inc.utc_now().timestamp() + window, active=False, outcome='skipped')
@@ -367,7 +368,8 @@ class Monitor(object):
     # -- record ------------------------------------------------------------------------------------------
     def record_round(self):
         record = self.record()
-        self.result.update(run_id=self.p['run_id'], incident_status_before=record.get('status'), incident_status=record.get('status'),
+        self.result.update(run_id=self.p['run_id'], incident_status_before=record.get('status'),
+                           incident_status=record.get('status'),
                            system=record.get('system'))
         failed = []
         for item in self.p['results']:
@@ -413,7 +415,8 @@ class Monitor(object):
         record = self.record()
         status = record.get('status')
         failed = list(self.p['failed_checks'])
-        self.result.update(run_id=self.p['run_id'], incident_status_before=status, incident_status=status, system=record.get('system'),
+        self.result.update(run_id=self.p['run_id'], incident_status_before=status, incident_status=status,
+                           system=record.get('system'),
                            regression=bool(failed), escalation=None)
         decided = self.store.has_event(record['id'], '%s:decision' % self.key_prefix())
         if decided:
