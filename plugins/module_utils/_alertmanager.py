@@ -139,7 +139,9 @@ def matches_everything(matchers):
     """
     if not matchers:
         return True
-    return all(all(matcher_matches(m, probe) for probe in _PROBE_VALUES) for m in matchers)
+    # A negative matcher on a value spares that value: try it too (alertname!="NoActiveWorkers" is narrow enough).
+    return all(all(matcher_matches(m, probe) for probe in _PROBE_VALUES + ((m['value'],) if m['value'] else ()))
+               for m in matchers)
 
 
 class AlertmanagerClient(object):
