@@ -6,10 +6,12 @@ lab (the triage, the pg_tviews emergency disable in check mode, no_active_worker
 import json
 import os
 import subprocess
+import uuid
 
 import pytest
 
 from conftest import BIN, ROOT, PlaybookRun, parse_recap
+from test_alertmanager import Alertmanager
 
 DISPATCH = 'playbooks/alert_dispatch.yml'
 
@@ -119,3 +121,35 @@ def test_bad_payload_starts_nothing(ansible, tmp_path, payload, message):
     assert message in run.output, run
     assert 'Traceback' not in run.output
     assert 'Run the mapped playbook' not in run.output
+
+
+def test_no_active_workers_alert_cures_the_fault(ansible, gameday, lab, lab_project, lab_env, tmp_path):
+    """gameday workers_down; NoActiveWorkers fired into the lab's real Alertmanager; the alert as Alertmanager holds
+    it (fingerprint, startsAt) dispatched: no_active_workers.yml runs (act) and the workers are back."""
+    assert gameday('workers_down').rc == 0
+    manager = Alertmanager(lab_env['LAB_ALERTMANAGER_URL'])
+    tag = 'ir-' + uuid.uuid4().hex[:12]
+    try:
+        manager.fire(dict(alertname='NoActiveWorkers', service='worker', severity='critical', irtest=tag),
+                     dict(summary='All workers offline'))
+        held, = manager.alerts(tag)
+        payload = webhook(dict(status='firing', labels=held['labels'], annotations=held['annotations'],
+                               startsAt=held['startsAt'], endsAt=held['endsAt'], fingerprint=held['fingerprint']))
+        run = dispatch(ansible, tmp_path, payload, incident_id='INC-T-WORKERS')
+        assert run.rc == 0, run
+        assert 'NoActiveWorkers -> no_active_workers.yml (act)' in run.output
+        assert lab_project.states('worker') == ['running'] * 4
+        ids = sorted('worker-%s' % c.id[:12] for c in lab_project.containers('worker'))
+        assert set(ids) <= set(fresh_ids(lab)), (ids, fresh_ids(lab))
+        # the same payload again: nothing left to do
+        run = dispatch(ansible, tmp_path, payload, incident_id='INC-T-WORKERS')
+        assert run.rc == 0 and 'changed=0' in run.output.split('Outcome of each playbook')[1], run
+    finally:
+        manager.resolve_all()
+    assert manager.alerts(tag) == []
+
+
+def fresh_ids(lab, seconds=15):
+    rows = lab.query("SELECT worker_id FROM worker_heartbeat WHERE status = 'running' "
+                     "AND last_seen > now() - make_interval(secs => %s)", (seconds,))
+    return sorted(row[0] for row in rows)
