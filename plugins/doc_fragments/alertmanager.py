@@ -30,7 +30,7 @@ options:
     aliases: [password]
   bearer_token:
     description:
-      - A token sent as C(Authorization: Bearer ...), instead of basic authentication. Never logged or returned.
+      - "A token sent as C(Authorization: Bearer ...), instead of basic authentication. Never logged or returned."
     type: str
   ca_path:
     description:

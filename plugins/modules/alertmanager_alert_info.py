@@ -38,7 +38,7 @@ attributes:
 options:
   labels:
     description:
-      - Select alerts whose labels equal these, for example C({alertname: NoActiveWorkers, service: worker}).
+      - "Select alerts whose labels equal these, for example C({alertname: NoActiveWorkers, service: worker})."
     type: dict
   filters:
     description:
