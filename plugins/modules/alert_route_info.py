@@ -12,7 +12,7 @@ DOCUMENTATION = r'''
 ---
 module: alert_route_info
 short_description: Resolve Alertmanager alerts to the incident playbook, mode and extra vars of the alert map
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Reads an Alertmanager webhook payload (version 4), a list of alerts, or one alert, and looks each alert up in
     O(alert_map) by its C(alertname) label.
@@ -212,16 +212,16 @@ def route(alert, alert_map, default_route, incident_id):
         else:
             extra[var] = alert['labels'][label]
     if missing:
+        names = (alert['name'], alert['fingerprint'], ', '.join(sorted(missing)), entry['playbook'])
         raise RouteError('alert %s (fingerprint %s) lacks the label(s) %s that %s needs: no playbook started; fix '
-                         'the alerting rule or the map' % (alert['name'], alert['fingerprint'],
-                                                            ', '.join(sorted(missing)), entry['playbook']))
+                         'the alerting rule or the map' % names)
     for var, label in (entry.get('optional_labels') or {}).items():
         if alert['labels'].get(label) not in (None, ''):
             extra[var] = alert['labels'][label]
     if incident_id:
         extra['incident_id'] = incident_id
-    extra['incident_alert'] = dict((k, alert[k]) for k in ('name', 'labels', 'annotations', 'fingerprint',
-                                                          'startsAt', 'status'))
+    keys = ('name', 'labels', 'annotations', 'fingerprint', 'startsAt', 'status')
+    extra['incident_alert'] = dict((k, alert[k]) for k in keys)
     return dict(name=alert['name'], known=known, playbook=entry['playbook'], mode=entry['mode'], extra_vars=extra)
 
 

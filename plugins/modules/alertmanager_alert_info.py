@@ -12,7 +12,7 @@ DOCUMENTATION = r'''
 ---
 module: alertmanager_alert_info
 short_description: The alerts Alertmanager holds (active, silenced, inhibited), filtered by labels or receiver
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Reads C(GET /api/v2/alerts) and returns each alert with its name, labels, annotations, fingerprint,
     C(startsAt), state, and the silences or inhibitions that hide it.

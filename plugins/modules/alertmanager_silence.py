@@ -12,7 +12,7 @@ DOCUMENTATION = r'''
 ---
 module: alertmanager_silence
 short_description: Create, extend or expire an Alertmanager silence (v2 API), one per matchers and incident
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Silences the alerts that O(matchers) select, from O(starts_at) (default now) until O(ends_at) or for
     O(duration) (the runbooks' 30 minutes by default), with O(created_by) and a O(comment) that carries O(incident_id).
@@ -337,9 +337,10 @@ def main():
                     result['summary'] = 'expiring silence %s failed' % action['detail']['id']
                     module.fail_json(msg=str(exc), **result)
                 action['done'] = True
-        result['summary'] = ('%s %d silence(s) for %s' % ('would expire' if module.check_mode else 'expired', len(ids),
-                                                         describe(matchers or (before or {}).get('matchers') or []))
-                             if ids else 'no live silence for %s' % describe(matchers))
+        verb = 'would expire' if module.check_mode else 'expired'
+        what = describe(matchers or (before or {}).get('matchers') or [])
+        result['summary'] = '%s %d silence(s) for %s' % (verb, len(ids), what) if ids else \
+            'no live silence for %s' % describe(matchers)
         if module._diff:
             result['diff'] = dict(before=dict(silences=[public(s) for s in candidates]), after=dict(silences=[]))
         module.exit_json(**result)
@@ -355,8 +356,8 @@ def main():
         current_end = parse_time(existing['endsAt'], 'endsAt')
         if (ends_at - current_end).total_seconds() <= margin:
             result['silence'] = before
-            result['summary'] = 'silence %s for %s already in place until %s' % (existing['id'][:8], describe(matchers),
-                                                                                  existing['endsAt'])
+            result['summary'] = 'silence %s for %s already in place until %s' % (
+                existing['id'][:8], describe(matchers), existing['endsAt'])
             if module._diff:
                 result['diff'] = dict(before=before, after=before)
             module.exit_json(**result)
