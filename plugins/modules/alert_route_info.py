@@ -65,7 +65,7 @@ EXAMPLES = r'''
 - name: Which playbook for this alert?
   incident.response.alert_route_info:
     payload: "{{ lookup('ansible.builtin.file', 'alert.json') | from_json }}"
-    alert_map: "{{ alert_map }}"
+    alert_map: "{{ alert_dispatch_map }}"
     incident_id: INC-20261201-0001
   register: alert_routes
 '''

@@ -85,7 +85,7 @@ def test_duplicates_run_once_and_resolved_run_nothing(ansible, tmp_path):
 
 
 def test_dispatcher_in_check_mode_runs_children_in_check(ansible, tmp_path, lab):
-    # a real session idle in transaction, that an act run (idle age 1s via alert_map_extra) would end
+    # a real session idle in transaction, that an act run (idle age 1s via alert_dispatch_map_extra) would end
     conn = lab.connect(role='app', autocommit=False, application_name='pytest-dispatch-idle')
     try:
         with conn.cursor() as cur:
@@ -95,7 +95,7 @@ def test_dispatcher_in_check_mode_runs_children_in_check(ansible, tmp_path, lab)
         entry = dict(playbook='connection_pool_exhausted.yml', mode='act',
                      vars=dict(pg_connections_idle_in_transaction_age='1s'))
         run = dispatch(ansible, tmp_path, alert('DatabaseConnectionPoolExhausted', severity='critical'), check=True,
-                       alert_map_extra=dict(DatabaseConnectionPoolExhausted=entry))
+                       alert_dispatch_map_extra=dict(DatabaseConnectionPoolExhausted=entry))
         assert run.rc == 0, run
         assert 'DatabaseConnectionPoolExhausted -> connection_pool_exhausted.yml (check)' in run.output
         assert pid in lab.pids('pytest-dispatch-idle')
