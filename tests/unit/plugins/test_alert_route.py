@@ -1,0 +1,55 @@
+import pytest
+
+from ansible_collections.incident.response.plugins.modules.alert_route_info import (
+    RouteError, alerts_of, check_entry, fingerprint, incident_alert, route)
+
+MAP = dict(ServiceDown=dict(playbook='service_down.yml', mode='act', labels=dict(service_down_service='service')),
+           NoActiveWorkers=dict(playbook='no_active_workers.yml', mode='act',
+                                optional_labels=dict(workers_down_service='service')))
+DEFAULT = dict(playbook='alert_triage.yml', mode='act')
+
+
+def test_fingerprint_is_alertmanagers():
+    # read from the lab's Alertmanager (GET /api/v2/alerts) for this label set
+    assert fingerprint(dict(alertname='IRProbe', irtest='manual1', service='worker')) == '3462e7eac0404b36'
+
+
+def test_route_takes_labels_and_passes_the_incident():
+    alert = incident_alert(dict(labels=dict(alertname='ServiceDown', service='api'), startsAt='t'), 0)
+    result = route(alert, MAP, DEFAULT, 'INC-1')
+    assert result['playbook'] == 'service_down.yml' and result['mode'] == 'act' and result['known']
+    assert result['extra_vars']['service_down_service'] == 'api'
+    assert result['extra_vars']['incident_id'] == 'INC-1'
+    assert result['extra_vars']['incident_alert']['fingerprint'] == alert['fingerprint']
+
+
+def test_optional_label_absent_is_fine_and_unknown_gets_triage():
+    alert = incident_alert(dict(labels=dict(alertname='NoActiveWorkers')), 0)
+    assert 'workers_down_service' not in route(alert, MAP, DEFAULT, None)['extra_vars']
+    alert = incident_alert(dict(labels=dict(alertname='Whatever')), 0)
+    assert route(alert, MAP, DEFAULT, None)['playbook'] == 'alert_triage.yml'
+
+
+def test_missing_required_label_refused():
+    alert = incident_alert(dict(labels=dict(alertname='ServiceDown')), 0)
+    with pytest.raises(RouteError, match='lacks the label.s. service that service_down.yml needs'):
+        route(alert, MAP, DEFAULT, None)
+
+
+@pytest.mark.parametrize('payload, message', [
+    ('{', 'not JSON'), (42, 'neither'), (dict(alerts=[]), 'no alerts'), (dict(version='3', alerts=[{}]), 'version'),
+])
+def test_bad_payloads(payload, message):
+    with pytest.raises(RouteError, match=message):
+        alerts_of(payload)
+
+
+@pytest.mark.parametrize('entry, message', [
+    (dict(playbook='x.yml', mode='maybe'), 'mode must be act or check'),
+    (dict(playbook='../etc/passwd', mode='act'), 'is neither a file name'),
+    (dict(playbook='x.yml', mode='act', labels=dict(incident_id='x')), 'not a usable extra var name'),
+    (dict(playbook='x.yml', mode='act', extra=1), 'unknown keys extra'),
+])
+def test_bad_map_entries(entry, message):
+    with pytest.raises(RouteError, match=message):
+        check_entry('X', entry)
