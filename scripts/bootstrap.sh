@@ -239,7 +239,29 @@ seed_get_pip() {
   log "ansible-test get-pip stand-in: wrote $target"
 }
 
+# ---------------------------------------------------------------------------
+# 4. build/eda-venv: ansible-rulebook for the EDA rulebook test
+# ---------------------------------------------------------------------------
+# ansible-rulebook pins versions the test venv must not take, so it has a venv of its own
+# (requirements-eda.txt); tests/integration/test_eda_rulebook.py runs it.
+EDA_VENV="$ROOT/build/eda-venv"
+setup_eda_venv() {
+  local want stamp="$EDA_VENV/.requirements-eda.sha256"
+  [ -f "$ROOT/requirements-eda.txt" ] || return 0
+  want="$(sha256sum "$ROOT/requirements-eda.txt" | cut -d' ' -f1)"
+  if [ -x "$EDA_VENV/bin/ansible-rulebook" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    log "eda venv: requirements-eda.txt unchanged and installed"
+    return
+  fi
+  log "installing requirements-eda.txt into $EDA_VENV"
+  "$PYTHON" -m venv "$EDA_VENV"
+  { "$EDA_VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$ROOT/requirements-eda.txt" 2>&1 1>&3 \
+      | { grep -v "^WARNING: Location 'file:" >&2 || true; }; } 3>&1
+  printf '%s\n' "$want" > "$stamp"
+}
+
 install_packages
 setup_venv
 seed_get_pip
+setup_eda_venv
 log "done"

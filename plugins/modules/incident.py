@@ -82,6 +82,13 @@ options:
       starts_at:
         description: When the alert started (ISO 8601); the incident's C(started) time unless O(times) gives one.
         type: str
+        aliases: [startsAt]
+      annotations:
+        description: The alert's annotations (summary, description, runbook URL).
+        type: dict
+      status:
+        description: The alert's status as Alertmanager sent it (C(firing), C(resolved)).
+        type: str
   severity:
     description:
       - C(SEV1)..C(SEV4) or any runbook's name for a level (C(SEV 1), C(SEV-1), C(P0)..C(P3), C(critical)...).
@@ -279,7 +286,8 @@ def _alert(params):
     alert = params.get('alert')
     if not alert:
         return None
-    alert = dict((k, v) for k, v in alert.items() if v is not None)
+    # Alertmanager's own spelling (startsAt) is an alias: keep the option's name only.
+    alert = dict((k, v) for k, v in alert.items() if v is not None and k != 'startsAt')
     if alert.get('starts_at'):
         alert['starts_at'] = inc.normalize_time(alert['starts_at'], 'alert.starts_at')
     return alert or None
@@ -578,7 +586,9 @@ def main():
             name=dict(type='str'),
             labels=dict(type='dict'),
             fingerprint=dict(type='str'),
-            starts_at=dict(type='str'),
+            starts_at=dict(type='str', aliases=['startsAt']),
+            annotations=dict(type='dict'),
+            status=dict(type='str'),
         )),
         severity=dict(type='str'),
         severity_scale=dict(type='str', default='canonical',
