@@ -27,6 +27,7 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 # ---------------------------------------------------------------- part 1: pg_tviews emergency
 TVDB=tviews_runbook
 INCIDENT_ID="demo-$(date +%Y%m%dT%H%M%S)"
+POOL_INCIDENT_ID="demo-pool-$(date +%Y%m%dT%H%M%S)"
 tv() { psql -X -d "$TVDB" "$@"; }
 tv_state() {
   tv -Atq -c "SELECT (SELECT md5(string_agg(m::text, '|' ORDER BY m::text)) FROM pg_tviews_metadata m)
@@ -65,7 +66,7 @@ tv_overview
 step "Dry run: ansible-playbook playbooks/emergency_disable.yml --check"
 before=$(tv_state)
 ansible-playbook playbooks/emergency_disable.yml --check -e pg_login_db="$TVDB" \
-  -e tview_emergency_incident_id="$INCIDENT_ID"
+  -e incident_id="$INCIDENT_ID"
 after=$(tv_state)
 if [ "$before" != "$after" ]; then
   echo "demo: the --check run changed the catalog, the queue or the sessions" >&2
@@ -76,7 +77,7 @@ tv_overview
 
 step "Emergency, approved: ansible-playbook playbooks/emergency_disable.yml -e approve=true"
 ansible-playbook playbooks/emergency_disable.yml -e approve=true -e pg_login_db="$TVDB" \
-  -e tview_emergency_incident_id="$INCIDENT_ID"
+  -e incident_id="$INCIDENT_ID"
 step "After the emergency protocol"
 tv_overview
 tv -q -P pager=off -c "SELECT incident_id, count(*) AS archived_queue_rows FROM pg_tviews_queue_archive
@@ -120,7 +121,8 @@ step "Dry run: ansible-playbook playbooks/connection_pool_exhausted.yml --check"
 before=$(psql -X -Atq -c "SELECT string_agg(pid::text || state, ',' ORDER BY pid) FROM pg_stat_activity
                           WHERE application_name IN ('gameday_idle_tx', 'postgres_exporter')")
 ansible-playbook playbooks/connection_pool_exhausted.yml --check \
-  -e pg_connections_idle_in_transaction_age="$THRESHOLD" -e '{"pg_connections_databases": ["scheduler"]}'
+  -e pg_connections_idle_in_transaction_age="$THRESHOLD" -e '{"pg_connections_databases": ["scheduler"]}' \
+  -e incident_id="$POOL_INCIDENT_ID"
 after=$(psql -X -Atq -c "SELECT string_agg(pid::text || state, ',' ORDER BY pid) FROM pg_stat_activity
                          WHERE application_name IN ('gameday_idle_tx', 'postgres_exporter')")
 if [ "$before" != "$after" ]; then
@@ -132,7 +134,8 @@ sessions
 
 step "Remediation: ansible-playbook playbooks/connection_pool_exhausted.yml"
 ansible-playbook playbooks/connection_pool_exhausted.yml \
-  -e pg_connections_idle_in_transaction_age="$THRESHOLD" -e '{"pg_connections_databases": ["scheduler"]}'
+  -e pg_connections_idle_in_transaction_age="$THRESHOLD" -e '{"pg_connections_databases": ["scheduler"]}' \
+  -e incident_id="$POOL_INCIDENT_ID"
 
 step "What happened"
 sessions
@@ -145,3 +148,7 @@ if [ "$left" != 0 ] || [ "$kept" != 1 ]; then
   exit 1
 fi
 echo "Demo done: the dry run listed $SESSIONS sessions and ended none; the real run ended exactly those."
+
+# The incident record of both incidents: ids, the emergency's timeline, a notification, the review.
+python scripts/demo_incident.py "${INCIDENT_STORE_PATH:-/var/tmp/incident-response/incidents}" "$INCIDENT_ID" \
+  "$POOL_INCIDENT_ID"
