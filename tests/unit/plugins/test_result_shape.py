@@ -6,17 +6,19 @@ entries made by make_action (action, target, detail, done), none done in check m
 ``diff`` only when --diff was asked. A failure is one ``msg``.
 
 Real servers only: a private PostgreSQL started for the session (private_postgres.py, no lab needed) and an
-HTTP server on loopback and a private redis-server on a Unix socket, started here. The service modules are
+HTTP server on loopback, a private redis-server on a Unix socket and a private Alertmanager, started here. The service modules are
 checked on the FAKE backend in test_service_driver.py instead.
 """
 import glob
 import http.server
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 
 import psycopg2
 import pytest
@@ -26,6 +28,9 @@ from private_postgres import PrivatePostgres
 
 from ansible_collections.incident.response.plugins.module_utils._common import ACTION_KEYS, STATUS_ORDER
 from ansible_collections.incident.response.plugins.modules import (
+    alert_route_info,
+    alertmanager_alert_info,
+    alertmanager_silence,
     deployment_rollback,
     http_check,
     incident,
@@ -52,15 +57,15 @@ from ansible_collections.incident.response.plugins.modules import (
 
 MODULES_DIR = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'plugins', 'modules')
 DIAGNOSES = {'pg_activity_info', 'tview_info', 'http_check', 'service_info', 'incident_info', 'incident_metrics_info',
-             'incident_timers_info', 'redis_info', 'bull_queue_info'}
+             'incident_timers_info', 'redis_info', 'bull_queue_info', 'alertmanager_alert_info', 'alert_route_info'}
 REMEDIATIONS = {'pg_backends', 'tview_state', 'tview_queue', 'tview_lock', 'service_scale', 'service_pause',
                 'service_restart', 'deployment_rollback', 'incident', 'incident_notify', 'incident_review',
-                'incident_monitor', 'bull_queue'}
+                'incident_monitor', 'bull_queue', 'alertmanager_silence'}
 INCIDENT_MODULES = {'incident', 'incident_info', 'incident_metrics_info', 'incident_timers_info', 'incident_notify',
                     'incident_review', 'incident_monitor'}
 SERVICE_MODULES = {'service_info', 'service_scale', 'service_pause', 'service_restart', 'deployment_rollback'}
 MODULES = dict((m.__name__.rsplit('.', 1)[-1], m) for m in (
-    deployment_rollback, http_check, incident, incident_info, incident_metrics_info, incident_monitor, incident_notify,
+    alert_route_info, alertmanager_alert_info, alertmanager_silence, deployment_rollback, http_check, incident, incident_info, incident_metrics_info, incident_monitor, incident_notify,
     incident_review, incident_timers_info, bull_queue, bull_queue_info, redis_info, pg_activity_info, pg_backends, service_info, service_pause, service_restart,
     service_scale, tview_info, tview_lock, tview_queue, tview_state))
 VICTIM = 'ir-shape-victim'
@@ -137,6 +142,38 @@ def redis_socket():
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.fixture(scope='module')
+def alertmanager_url():
+    """A private, real Alertmanager (Debian's prometheus-alertmanager) on a free loopback port, no cluster."""
+    binary = shutil.which('prometheus-alertmanager') or shutil.which('alertmanager')
+    if not binary:
+        pytest.skip('no alertmanager binary (Debian package prometheus-alertmanager; make setup installs it)')
+    tmp = tempfile.mkdtemp(prefix='ir-shape-am-')
+    with open(os.path.join(tmp, 'am.yml'), 'w') as handle:
+        handle.write('route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n')
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([binary, '--config.file', os.path.join(tmp, 'am.yml'), '--storage.path',
+                             os.path.join(tmp, 'data'), '--web.listen-address', '127.0.0.1:%d' % port,
+                             '--cluster.listen-address='], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = 'http://127.0.0.1:%d' % port
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url + '/-/ready', timeout=2):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail('the private Alertmanager did not become ready')
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 @pytest.fixture
 def idle_in_transaction(postgres):
     """A real session idle in transaction: pg_activity_info with idle_in_transaction_age=0 warns about it."""
@@ -192,7 +229,27 @@ def rds(**args):
 EXPORTS = tempfile.mkdtemp(prefix='ir-shape-bull-exports-')
 
 
+def am(**args):
+    """Alertmanager modules on the private Alertmanager (its url is put in by the test)."""
+    return lambda postgres, base: dict(args)
+
+
+SILENCE = dict(matchers=[dict(name='alertname', value='NoActiveWorkers'), dict(name='service', value='worker')],
+               incident_id=SHAPE_ID, duration='30m')
+PAYLOAD = dict(version='4', status='firing', receiver='rulebook', alerts=[dict(
+    status='firing', labels=dict(alertname='NoActiveWorkers', service='worker'), annotations={},
+    startsAt='2026-12-01T21:00:00Z', endsAt='0001-01-01T00:00:00Z', fingerprint='3a5c0e1f2b4d6a78')])
+
+
 CASES = [
+    ('alertmanager_alert_info', 'none-firing', am(labels=dict(alertname='NoActiveWorkers')), False, False),
+    ('alertmanager_alert_info', 'unreachable-unknown', plain(url='http://127.0.0.1:1'), False, False),
+    ('alertmanager_silence', 'check-diff', am(**SILENCE), True, True),
+    ('alertmanager_silence', 'create', am(**SILENCE), False, False),
+    ('alertmanager_silence', 'again-diff', am(**SILENCE), False, True),
+    ('alertmanager_silence', 'expire', am(state='absent', **SILENCE), False, False),
+    ('alert_route_info', 'routed', plain(payload=PAYLOAD, alert_map=dict(NoActiveWorkers=dict(
+        playbook='no_active_workers.yml', mode='act'))), False, False),
     ('redis_info', 'ok', rds(patterns=['sess:*']), False, False),
     ('redis_info', 'unreachable-unknown', plain(unix_socket='/nonexistent/redis.sock'), False, False),
     ('bull_queue_info', 'empty', rds(queues=['pdf-processing']), False, False),
@@ -292,6 +349,8 @@ def test_result_shape(name, build, check, diff, request):
                                                                'tview_state', 'tview_queue', 'tview_lock') else None
     base = request.getfixturevalue('http_base') if name == 'http_check' else None
     args = dict(build(postgres, base), _ansible_check_mode=check, _ansible_diff=diff)
+    if name in ('alertmanager_alert_info', 'alertmanager_silence') and 'url' not in args:
+        args['url'] = request.getfixturevalue('alertmanager_url')
     if name in ('redis_info', 'bull_queue_info', 'bull_queue') and 'unix_socket' not in args:
         args['unix_socket'] = request.getfixturevalue('redis_socket')
     kind, result = run(MODULES[name], args)
