@@ -65,9 +65,10 @@ INCIDENT_MODULES = {'incident', 'incident_info', 'incident_metrics_info', 'incid
                     'incident_review', 'incident_monitor'}
 SERVICE_MODULES = {'service_info', 'service_scale', 'service_pause', 'service_restart', 'deployment_rollback'}
 MODULES = dict((m.__name__.rsplit('.', 1)[-1], m) for m in (
-    alert_route_info, alertmanager_alert_info, alertmanager_silence, deployment_rollback, http_check, incident, incident_info, incident_metrics_info, incident_monitor, incident_notify,
-    incident_review, incident_timers_info, bull_queue, bull_queue_info, redis_info, pg_activity_info, pg_backends, service_info, service_pause, service_restart,
-    service_scale, tview_info, tview_lock, tview_queue, tview_state))
+    alert_route_info, alertmanager_alert_info, alertmanager_silence, deployment_rollback, http_check, incident,
+    incident_info, incident_metrics_info, incident_monitor, incident_notify, incident_review, incident_timers_info,
+    bull_queue, bull_queue_info, redis_info, pg_activity_info, pg_backends, service_info, service_pause,
+    service_restart, service_scale, tview_info, tview_lock, tview_queue, tview_state))
 VICTIM = 'ir-shape-victim'
 
 
