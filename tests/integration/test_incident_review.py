@@ -57,8 +57,14 @@ def incident(store_dir):
                          events=timeline_events(started))
 
 
+# The timeline callback (enabled in ansible.cfg) records every run into the incident by design; these tests
+# compare the store before and after idempotent runs of the module itself, so they run without it (the
+# timeline has its own tests: test_incident_timeline.py).
+NO_TIMELINE = dict(ANSIBLE_CALLBACKS_ENABLED='ansible.builtin.default')
+
+
 def review_env(store_dir):
-    return dict(INCIDENT_STORE='files', INCIDENT_STORE_PATH=str(store_dir))
+    return dict(NO_TIMELINE, INCIDENT_STORE='files', INCIDENT_STORE_PATH=str(store_dir))
 
 
 def test_review_four_steps(ansible, store_dir, incident):
@@ -259,7 +265,7 @@ def test_review_and_metrics_from_the_postgres_store(ansible, lab_env, tmp_path):
                                alert=dict(name='TaskSchedulerAPIDown', fingerprint='fp-api'),
                                events=timeline_events(started))
         store.close()
-        env = dict(INCIDENT_STORE='postgres', INCIDENT_STORE_SCHEMA=schema)
+        env = dict(NO_TIMELINE, INCIDENT_STORE='postgres', INCIDENT_STORE_SCHEMA=schema)
         dest = tmp_path / 'review'
         args = dict(incident_id=record['id'], incident_review_dest=str(dest))
         run = ansible.playbook('playbooks/post_incident_review.yml', args, env=env)
