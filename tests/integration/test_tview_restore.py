@@ -66,6 +66,8 @@ def start_time():
 
 def test_tview_restart(ansible, throwaway_cluster):
     base, play_vars = throwaway_cluster
+    # one incident for every run: a second run joins it (changed=0) instead of opening another
+    play_vars = dict(play_vars, incident_id='INC-TVIEW-RESTART-%d' % os.getpid())
     held = connect()
     started = start_time()
     run_ = ansible.playbook('playbooks/tview_restart.yml', play_vars, check=True)
