@@ -77,7 +77,8 @@ def test_tview_restart(ansible, throwaway_cluster):
         cur.execute('SELECT 1')
 
     run_ = ansible.playbook('playbooks/tview_restart.yml', play_vars)
-    assert run_.rc == 0 and 'NOT APPROVED' in run_.output and run_.changed == 0, run_
+    # not approved: nothing restarted; the one change is the incident this first real run opens
+    assert run_.rc == 0 and 'NOT APPROVED' in run_.output and run_.changed <= 1, run_
     assert start_time() == started
 
     run_ = ansible.playbook('playbooks/tview_restart.yml', dict(play_vars, approve=True))
