@@ -107,7 +107,7 @@ unit: setup ## pytest tests/unit
 
 integration: setup ## pytest tests/integration against the running lab (sources LAB_DIR/lab.env)
 	@$(call need_lab_env)
-	@cd "$(ROOT)" && set -a && . "$(LAB_DIR)/lab.env" && set +a && $(call pytest,tests/integration)
+	@cd "$(ROOT)" && set -a && . "$(LAB_DIR)/lab.env" && set +a && $(call pytest,tests/integration --durations=30)
 
 # Molecule's "prerun" would build this collection and install the copy into
 # ~/.ansible/collections, where it shadows the working tree for every later
