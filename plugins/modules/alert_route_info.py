@@ -26,16 +26,8 @@ description:
   - Reads only; runs no playbook itself (see C(playbooks/alert_dispatch.yml)).
 author:
   - incident.response developers (@incident-response)
-attributes:
-  check_mode:
-    support: full
-    description: Resolves in check mode too.
-  diff_mode:
-    support: none
-    description: Reads only; nothing to compare.
-  idempotent:
-    support: full
-    description: Changes nothing.
+extends_documentation_fragment:
+  - incident.response.attributes.info_module
 options:
   payload:
     description:

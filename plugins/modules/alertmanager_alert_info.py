@@ -25,16 +25,7 @@ author:
   - incident.response developers (@incident-response)
 extends_documentation_fragment:
   - incident.response.alertmanager
-attributes:
-  check_mode:
-    support: full
-    description: Reads in check mode too.
-  diff_mode:
-    support: none
-    description: Reads only; nothing to compare.
-  idempotent:
-    support: full
-    description: Changes nothing.
+  - incident.response.attributes.info_module
 options:
   labels:
     description:

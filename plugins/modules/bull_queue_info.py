@@ -28,16 +28,7 @@ author:
   - incident.response developers (@incident-response)
 extends_documentation_fragment:
   - incident.response.redis
-attributes:
-  check_mode:
-    support: full
-    description: Read only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing, so there is no diff.
-  idempotent:
-    support: full
-    description: Changes nothing.
+  - incident.response.attributes.info_module
 options:
   queues:
     description:

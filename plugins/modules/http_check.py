@@ -26,16 +26,8 @@ description:
   - Used by the playbooks of the collection to verify a recovery. Reads only.
 author:
   - incident.response developers (@incident-response)
-attributes:
-  check_mode:
-    support: full
-    description: Probes in check mode too (reads only).
-  diff_mode:
-    support: none
-    description: Reads only; nothing to compare.
-  idempotent:
-    support: full
-    description: Changes nothing.
+extends_documentation_fragment:
+  - incident.response.attributes.info_module
 options:
   urls:
     description: The endpoints to probe.

@@ -23,16 +23,7 @@ author:
   - incident.response developers (@incident-response)
 extends_documentation_fragment:
   - incident.response.incident
-attributes:
-  check_mode:
-    support: full
-    description: Reads only; the same in check mode.
-  diff_mode:
-    support: none
-    description: Reads only; nothing to compare.
-  idempotent:
-    support: full
-    description: Reads only.
+  - incident.response.attributes.info_module
 options:
   incident_id:
     description: One incident to read. The filters do not apply then.

@@ -30,16 +30,7 @@ author:
   - incident.response developers (@incident-response)
 extends_documentation_fragment:
   - incident.response.incident
-attributes:
-  check_mode:
-    support: full
-    description: Reads only; the same in check mode.
-  diff_mode:
-    support: none
-    description: Reads only.
-  idempotent:
-    support: full
-    description: Changes nothing.
+  - incident.response.attributes.info_module
 options:
   incident_id:
     description: One incident; without it, every open incident of the store.

@@ -28,16 +28,7 @@ author:
   - incident.response developers (@incident-response)
 extends_documentation_fragment:
   - incident.response.postgres
-attributes:
-  check_mode:
-    support: full
-    description: Read only; runs the same queries in check mode.
-  diff_mode:
-    support: none
-    description: Read only; nothing to diff.
-  idempotent:
-    support: full
-    description: Changes nothing.
+  - incident.response.attributes.info_module
 options:
   connections_warning_pct:
     description: Utilisation of C(max_connections), in percent, at which the status becomes C(warning).

@@ -26,16 +26,7 @@ extends_documentation_fragment:
   - incident.response.services
   - incident.response.compose
   - incident.response.kubernetes
-attributes:
-  check_mode:
-    support: full
-    description: Reads only; the same in check mode.
-  diff_mode:
-    support: none
-    description: Reads only; nothing to compare.
-  idempotent:
-    support: full
-    description: Changes nothing.
+  - incident.response.attributes.info_module
 options:
   services:
     description: The services to report on; all services of the project or namespace when not given.

@@ -31,16 +31,7 @@ author:
   - incident.response developers (@incident-response)
 extends_documentation_fragment:
   - incident.response.postgres
-attributes:
-  check_mode:
-    support: full
-    description: Read only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing changes.
-  idempotent:
-    support: full
-    description: Read only.
+  - incident.response.attributes.info_module
 options:
   contract:
     description: Which pg_tviews contract to expect; V(auto) detects it (the runbook catalog wins when both exist).
