@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from conftest import BIN, ROOT, PlaybookRun, parse_recap
+from incident_helpers import files_store
 from test_alertmanager import Alertmanager
 
 DISPATCH = 'playbooks/alert_dispatch.yml'
@@ -65,15 +66,34 @@ def what_emergency_disable_changes(tviews):
             tviews.suspension())
 
 
-@pytest.mark.xfail(strict=False, reason='known issue: since the playbooks record into the incident, the dispatched '
-                   'emergency_disable.yml --check no longer prints the expected DRY RUN line here; to fix (issue 10)')
 def test_check_mapped_alert_changes_nothing(ansible, tmp_path, tviews):
+    """PgTviewsRefreshFailures maps to the emergency disable in check mode: the TVIEWs, their queue and archive are
+    the same after the run; the dry run's plan is printed and recorded in the alert's incident (one record, joined
+    by fingerprint); a redelivery records the plan once.
+
+    (Since the playbooks record into the incident, the playbook's summary is no longer in the last lines of its
+    output: the dispatcher prints the playbook's Summary task instead of its last 30 lines.)"""
+    incident = 'INC-T-CHECK-' + uuid.uuid4().hex[:6]
+    store = files_store(ansible.env['INCIDENT_STORE_PATH'])
     before = what_emergency_disable_changes(tviews)
-    run = dispatch(ansible, tmp_path, webhook(alert('PgTviewsRefreshFailures', severity='critical',
-                                                    database='tviews_runbook')), incident_id='INC-T-2')
+    payload = webhook(alert('PgTviewsRefreshFailures', severity='critical', database='tviews_runbook',
+                            fingerprint=uuid.uuid4().hex[:16]))
+    run = dispatch(ansible, tmp_path, payload, incident_id=incident)
     assert run.rc == 0, run
     assert 'PgTviewsRefreshFailures -> emergency_disable.yml (check)' in run.output
-    assert 'DRY RUN (--check): nothing was changed.' in run.output and 'would disable 20 TVIEWs' in run.output
+    summary = run.output.split('Summary of each playbook')[1]
+    assert 'DRY RUN (--check): nothing was changed.' in summary and 'would disable 20 TVIEWs' in summary, run
+    assert what_emergency_disable_changes(tviews) == before
+    record = store.get(incident)
+    assert record['alert']['fingerprint'] == payload['alerts'][0]['fingerprint']
+    assert record['system'] == 'pg_tviews' and record['status'] == 'investigating'
+    plans = [e for e in store.events(incident) if (e.get('key') or '').startswith('plan:')]
+    assert len(plans) == 1 and plans[0]['type'] == 'check', plans
+    assert 'would disable 20 TVIEWs' in plans[0]['message'] and plans[0]['playbook'] == 'emergency_disable.yml'
+    # Alertmanager redelivers: the same incident, the plan recorded once, still nothing changed
+    run = dispatch(ansible, tmp_path, payload, incident_id=incident)
+    assert run.rc == 0, run
+    assert len([e for e in store.events(incident) if (e.get('key') or '').startswith('plan:')]) == 1
     assert what_emergency_disable_changes(tviews) == before
 
 
