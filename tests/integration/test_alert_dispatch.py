@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from conftest import BIN, ROOT, PlaybookRun, parse_recap
-from incident_helpers import files_store
+from incident_helpers import files_store, tree_digest
 from test_alertmanager import Alertmanager
 
 DISPATCH = 'playbooks/alert_dispatch.yml'
@@ -103,7 +103,45 @@ def test_duplicates_run_once_and_resolved_run_nothing(ansible, tmp_path):
     run = dispatch(ansible, tmp_path, webhook(first, dict(first), resolved))
     assert run.rc == 0, run
     assert run.output.count('(item=SomethingNobodyMapped -> alert_triage.yml (act))') == 1
-    assert 'ServiceDown ->' not in run.output
+    assert 'ServiceDown -> service_down.yml' not in run.output
+
+
+def test_resolved_alert_updates_its_incident(ansible, tmp_path):
+    """A firing alert opens its incident; the same alert resolved starts no playbook and records "alert resolved" in
+    that incident: check (the store's bytes unchanged), apply, idempotent check, idempotent apply."""
+    store_path = ansible.env['INCIDENT_STORE_PATH']
+    store = files_store(store_path)
+    fired = alert('SomethingNobodyMapped', fingerprint=uuid.uuid4().hex[:16], irtest='resolved')
+    run = dispatch(ansible, tmp_path, webhook(fired))
+    assert run.rc == 0, run
+    incident, = [r for r in store.list() if (r.get('alert') or {}).get('fingerprint') == fired['fingerprint']]
+    assert incident['alert']['status'] == 'firing'
+    resolved = dict(fired, status='resolved', endsAt='2026-12-01T21:05:00Z')
+    steps = []
+    for check in (True, False, True, False):
+        before = tree_digest(store_path)
+        run = dispatch(ansible, tmp_path, webhook(resolved), check=check)
+        assert run.rc == 0, run
+        assert 'alert_triage.yml' not in run.output.split('Routes')[1], run  # no playbook started
+        if check:
+            assert tree_digest(store_path) == before
+        steps.append(run.recap['changed'])
+    assert steps[0] > 0 and steps[1] > 0 and steps[2] == 0 and steps[3] == 0, steps
+    record = store.get(incident['id'])
+    assert record['alert']['status'] == 'resolved' and record['alert_resolved_at'] == '2026-12-01T21:05:00Z'
+    assert record['status'] == 'investigating'  # the verification / the monitoring period / a person resolve it
+    done = [e for e in store.events(incident['id']) if (e.get('message') or '').startswith('alert resolved')]
+    assert len(done) == 1 and done[0]['fingerprint'] == fired['fingerprint'], done
+
+
+def test_resolved_alert_without_incident_changes_nothing(ansible, tmp_path):
+    store_path = ansible.env['INCIDENT_STORE_PATH']
+    before = tree_digest(store_path)
+    resolved = alert('SomethingNobodyMapped', fingerprint=uuid.uuid4().hex[:16], status='resolved')
+    run = dispatch(ansible, tmp_path, webhook(resolved))
+    assert run.rc == 0 and run.recap['changed'] == 0, run
+    assert 'no open incident has it; nothing to update' in run.output
+    assert tree_digest(store_path) == before
 
 
 def test_dispatcher_in_check_mode_runs_children_in_check(ansible, tmp_path, lab):
