@@ -185,26 +185,50 @@ def test_bad_payload_starts_nothing(ansible, tmp_path, payload, message):
 
 def test_no_active_workers_alert_cures_the_fault(ansible, gameday, lab, lab_project, lab_env, tmp_path):
     """gameday workers_down; NoActiveWorkers fired into the lab's real Alertmanager; the alert as Alertmanager holds
-    it (fingerprint, startsAt) dispatched: no_active_workers.yml runs (act) and the workers are back."""
+    it (fingerprint, startsAt) dispatched in four steps. Check: the workers stay down, no silence, the incident store
+    unchanged. Apply: no_active_workers.yml runs (act) in the alert's incident, the workers are back, the alert is
+    silenced for 30 minutes naming the incident, the alerts still firing are recorded. Then nothing left to do."""
     assert gameday('workers_down').rc == 0
     manager = Alertmanager(lab_env['LAB_ALERTMANAGER_URL'])
+    store_path = ansible.env['INCIDENT_STORE_PATH']
     tag = 'ir-' + uuid.uuid4().hex[:12]
+    incident = 'INC-T-WORKERS-' + tag[3:9]
     try:
         manager.fire(dict(alertname='NoActiveWorkers', service='worker', severity='critical', irtest=tag),
                      dict(summary='All workers offline'))
         held, = manager.alerts(tag)
         payload = webhook(dict(status='firing', labels=held['labels'], annotations=held['annotations'],
                                startsAt=held['startsAt'], endsAt=held['endsAt'], fingerprint=held['fingerprint']))
-        run = dispatch(ansible, tmp_path, payload, incident_id='INC-T-WORKERS')
+        # 1. check
+        before = (tree_digest(store_path), manager.silences(tag))
+        run = dispatch(ansible, tmp_path, payload, check=True, incident_id=incident)
+        assert run.rc == 0, run
+        assert 'NoActiveWorkers -> no_active_workers.yml (check)' in run.output
+        assert (tree_digest(store_path), manager.silences(tag)) == before
+        assert lab_project.states('worker') == ['exited'] * len(lab_project.states('worker'))
+        # 2. apply
+        run = dispatch(ansible, tmp_path, payload, incident_id=incident)
         assert run.rc == 0, run
         assert 'NoActiveWorkers -> no_active_workers.yml (act)' in run.output
         assert lab_project.states('worker') == ['running'] * 4
         ids = sorted('worker-%s' % c.id[:12] for c in lab_project.containers('worker'))
         assert set(ids) <= set(fresh_ids(lab)), (ids, fresh_ids(lab))
-        # the same payload again: nothing left to do
-        run = dispatch(ansible, tmp_path, payload, incident_id='INC-T-WORKERS')
-        assert run.rc == 0 and 'changed=0' in run.output.split('Outcome of each playbook')[1], run
+        silences = manager.silences(tag)
+        assert len(silences) == 1 and incident in silences[0][3], silences
+        record = files_store(store_path).get(incident)
+        assert record['alert']['fingerprint'] == held['fingerprint'] and record['status'] == 'monitoring'
+        after = [e for e in files_store(store_path).events(incident) if (e.get('key') or '').startswith('alerts-after')]
+        assert len(after) == 1 and held['fingerprint'] + ':suppressed' in after[0]['alerts'], after
+        # 3. idempotent check, 4. idempotent apply: nothing left to do, the same silence
+        for check in (True, False):
+            before = (tree_digest(store_path), manager.silences(tag))
+            run = dispatch(ansible, tmp_path, payload, check=check, incident_id=incident)
+            assert run.rc == 0 and 'changed=0' in run.output.split('Outcome of each playbook')[1], run
+            assert manager.silences(tag) == before[1]
+            if check:
+                assert tree_digest(store_path) == before[0]
     finally:
+        manager.expire_all(tag)
         manager.resolve_all()
     assert manager.alerts(tag) == []
 

@@ -7,6 +7,7 @@ then starts ansible-rulebook 1.3.2 (build/eda-venv) on the lab's rulebook port w
 posted to the lab's Alertmanager (v2 API); Alertmanager delivers them; the rulebook runs the dispatcher, which runs
 the mapped playbook inside the alert's incident. Every wait polls with a deadline.
 """
+import datetime
 import json
 import os
 import subprocess
@@ -175,12 +176,33 @@ def test_gameday_alert_cures_workers_down_through_the_lab(rulebook, ansible, gam
     poll(lambda: len(fresh_ids(lab)) >= 4, 60, 'heartbeats of the restarted workers')
     record = store.get(record['id'])
     assert record['status'] == 'monitoring', record
-    # clear the fault with the alert: Alertmanager sends it resolved; the incident records it, no playbook starts
-    run = ansible.playbook('playbooks/gameday.yml', dict(fault='workers_down', gameday_action='clear', **labels))
-    assert run.rc == 0 and 'NoActiveWorkers' in run.output and 'resolved in' in run.output, run
-    poll(lambda: resolved_event(store, record['id']), 120, 'the alert resolved in %s' % record['id'])
-    assert rulebook['output']().count('NoActiveWorkers -> no_active_workers.yml (act): localhost') == 1
-    print('NoActiveWorkers: alert fired to workers cured in %.1fs' % cured)
+    # after the cure the playbook silenced exactly this alert for 30 minutes, naming the incident, and recorded
+    # which alerts still fire
+    manager = rulebook['manager']
+    silences = [s for s in manager.call('GET', '/silences') if s['status']['state'] == 'active'
+                and any(m['name'] == 'irtest' and m['value'] == tag for m in s['matchers'])]
+    try:
+        assert len(silences) == 1, silences
+        silence, = silences
+        assert record['id'] in silence['comment']
+        assert sorted((m['name'], m['value']) for m in silence['matchers']) == sorted(record['alert']['labels'].items())
+        length = (parse_time(silence['endsAt']) - parse_time(silence['startsAt'])).total_seconds()
+        assert 29 * 60 <= length <= 31 * 60, silence
+        after = [e for e in store.events(record['id']) if (e.get('key') or '').startswith('alerts-after:')]
+        assert len(after) == 1 and after[0]['silence_id'] == silence['id'], after
+        # clear the fault with the alert: the alert no longer fires. (Alertmanager does not deliver the resolution
+        # of an alert it silences: the incident learns it from the alert check, docs/alerts.md.)
+        run = ansible.playbook('playbooks/gameday.yml', dict(fault='workers_down', gameday_action='clear', **labels))
+        assert run.rc == 0 and 'NoActiveWorkers' in run.output and 'resolved in' in run.output, run
+        assert manager.alerts(tag) == []
+        assert rulebook['output']().count('NoActiveWorkers -> no_active_workers.yml (act): localhost') == 1
+        print('NoActiveWorkers: alert fired to workers cured in %.1fs' % cured)
+    finally:
+        manager.expire_all(tag)
+
+
+def parse_time(value):
+    return datetime.datetime.fromisoformat(value.replace('Z', '+00:00'))
 
 
 def fresh_ids(lab, seconds=15):
