@@ -6,6 +6,7 @@ lab (the triage, the pg_tviews emergency disable in check mode, no_active_worker
 import json
 import os
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -237,3 +238,43 @@ def fresh_ids(lab, seconds=15):
     rows = lab.query("SELECT worker_id FROM worker_heartbeat WHERE status = 'running' "
                      "AND last_seen > now() - make_interval(secs => %s)", (seconds,))
     return sorted(row[0] for row in rows)
+
+
+def test_monitor_sees_the_alert(ansible, lab_env, tmp_path):
+    """incident_monitor_alert_check: the monitoring period asks the lab's Alertmanager for the incident's alert
+    (fingerprint): still firing is a regression (the run fails, the check 'alert' failed); resolved passes."""
+    from incident_helpers import ago, make_incident  # pylint: disable=import-outside-toplevel
+    manager = Alertmanager(lab_env['LAB_ALERTMANAGER_URL'])
+    tag = 'ir-' + uuid.uuid4().hex[:12]
+    store_dir = tmp_path / 'store'
+    store = files_store(store_dir)
+    try:
+        manager.fire(dict(alertname='MonitorAlertCheck', irtest=tag), dict(summary='monitor test'))
+        held, = manager.alerts(tag)
+        alert_record = dict(name='MonitorAlertCheck', labels=held['labels'], fingerprint=held['fingerprint'],
+                            status='firing')
+
+        def monitor(incident_id):
+            return ansible.playbook('playbooks/incident_monitor.yml', dict(
+                incident_id=incident_id, incident_monitor_window='2s', incident_monitor_interval='1s',
+                incident_monitor_alert_check=True, incident_monitor_checks=[
+                    dict(name='noop', module='alertmanager_alert_info', args=dict(url=lab_env['LAB_ALERTMANAGER_URL'], labels=dict(irtest=tag + '-none')))],
+                incident_monitor_alertmanager_url=lab_env['LAB_ALERTMANAGER_URL']),
+                env=dict(INCIDENT_STORE='files', INCIDENT_STORE_PATH=str(store_dir),
+                         ANSIBLE_CALLBACKS_ENABLED='ansible.builtin.default'))
+        firing = make_incident(store, started=ago(minutes=20), status='monitoring', resolved=None, alert=alert_record,
+                               system='task_scheduler')
+        run = monitor(firing['id'])
+        assert run.rc != 0 and 'period of %s: alert failed.' % firing['id'] in run.output, run
+        assert 'Traceback' not in run.output
+        manager.resolve_all()
+        assert manager.alerts(tag) == []
+        cleared = make_incident(store, started=ago(minutes=20), status='monitoring', resolved=None, alert=alert_record,
+                                system='task_scheduler')
+        run = monitor(cleared['id'])
+        assert run.rc == 0, run.output[-12000:]
+        checks = [e for e in store.events(cleared['id']) if e['type'] == 'check']
+        assert checks and 'alert' in json.dumps(checks), checks
+    finally:
+        time.sleep(1)  # endsAt must not precede startsAt (a failure before the first run)
+        manager.resolve_all()
