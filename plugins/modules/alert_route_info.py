@@ -39,8 +39,8 @@ options:
     description:
       - Alert name to entry. An entry has C(playbook) (a file name in the collection's C(playbooks/), or a fully
         qualified collection playbook name), C(mode) (V(act) or V(check)), C(labels) (extra var name to the label
-        it is taken from; the alert must carry it), C(optional_labels) (the same, when present) and C(vars)
-        (static extra vars).
+        it is taken from; the alert must carry it), C(optional_labels) (the same, when present), C(vars)
+        (static extra vars), C(system) (the incident record's system) and C(description).
     type: dict
     required: true
   default_route:
@@ -73,6 +73,7 @@ routes:
       known: true
       playbook: no_active_workers.yml
       mode: act
+      system: task_scheduler
       extra_vars:
         incident_id: INC-1
         incident_alert: {name: NoActiveWorkers, fingerprint: 3a5c0e1f2b4d6a78, startsAt: '2026-12-01T21:00:00Z',
@@ -188,7 +189,9 @@ def check_entry(name, entry):
         for var in value:
             if not _VAR.match(str(var)) or var in ('incident_id', 'incident_alert'):
                 raise RouteError('alert_map.%s.%s: %r is not a usable extra var name' % (name, key, var))
-    unknown = set(entry) - set(['playbook', 'mode', 'labels', 'optional_labels', 'vars', 'description'])
+    if not isinstance(entry.get('system') or '', string_types):
+        raise RouteError('alert_map.%s: system must be a string' % name)
+    unknown = set(entry) - set(['playbook', 'mode', 'labels', 'optional_labels', 'vars', 'description', 'system'])
     if unknown:
         raise RouteError('alert_map.%s: unknown keys %s' % (name, ', '.join(sorted(unknown))))
 
@@ -214,7 +217,8 @@ def route(alert, alert_map, default_route, incident_id):
         extra['incident_id'] = incident_id
     keys = ('name', 'labels', 'annotations', 'fingerprint', 'startsAt', 'status')
     extra['incident_alert'] = dict((k, alert[k]) for k in keys)
-    return dict(name=alert['name'], known=known, playbook=entry['playbook'], mode=entry['mode'], extra_vars=extra)
+    return dict(name=alert['name'], known=known, playbook=entry['playbook'], mode=entry['mode'],
+                system=entry.get('system') or None, extra_vars=extra)
 
 
 def main():

@@ -87,7 +87,7 @@ options:
         description: The diagnosis module that runs it.
         type: str
         required: true
-        choices: [tview_info, http_check, service_info, pg_activity_info]
+        choices: [tview_info, http_check, service_info, pg_activity_info, alertmanager_alert_info]
       args:
         description: The module's options.
         type: dict
@@ -472,7 +472,7 @@ def main():
         checks=dict(type='list', elements='dict', default=[], options=dict(
             name=dict(type='str', required=True),
             module=dict(type='str', required=True, choices=['tview_info', 'http_check', 'service_info',
-                                                            'pg_activity_info']),
+                                                            'pg_activity_info', 'alertmanager_alert_info']),
             args=dict(type='dict'),
             pass_statuses=dict(type='list', elements='str', no_log=False),
         )),
