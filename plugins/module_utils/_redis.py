@@ -156,7 +156,8 @@ class RedisClient(object):
     No retries: a command is sent once and ``timeout`` bounds it (a retried write script could run twice).
 
     ``read_only=True`` refuses any command outside READ_ONLY_COMMANDS, so a diagnosis can never write
-    or run a script. ``decode_responses=False`` returns bytes (DUMP payloads and binary key names). Every Redis error becomes :class:`RedisError` with a message naming the target.
+    or run a script. ``decode_responses=False`` returns bytes (DUMP payloads and binary key names).
+    Every Redis error becomes :class:`RedisError` with a message naming the target.
     """
 
     def __init__(self, params, read_only=False, decode_responses=True):

@@ -97,7 +97,7 @@ notes:
   - "To restore an export - for each entry of C(keys) - C(RESTORE <key> <pttl or 0> <dump> REPLACE), with C(key_b64)
     and C(dump_b64) base64-decoded (redis-py - C(r.restore(key, max(pttl, 0), dump, replace=True)))."
   - Deletes with C(UNLINK) inside a Lua script (C(EVAL)); memory is freed in the background for large values, so
-    RV(memory.after) can lag slightly behind.
+    the C(after) of RV(memory) can lag slightly behind.
   - The export is on the host that runs the module; it holds the values of the deleted keys, so keep it as private
     as the Redis data.
 seealso:
@@ -309,8 +309,8 @@ def main():
         protected_prefixes=dict(type='list', elements='str', default=['bull:', 'sess:']),
         allow_all_keys=dict(type='bool', default=False),
         approve=dict(type='bool', default=False),
-        max_keys=dict(type='int', default=10000),
-        max_keys_scanned=dict(type='int', default=1000000),
+        max_keys=dict(type='int', default=10000, no_log=False),
+        max_keys_scanned=dict(type='int', default=1000000, no_log=False),
         scan_timeout=dict(type='raw', default=30),
         batch_size=dict(type='int', default=100),
         max_listed=dict(type='int', default=100),
