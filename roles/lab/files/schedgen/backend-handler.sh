@@ -6,6 +6,7 @@
 #                          failed, delayed, paused), as the backend's JobsService does
 #   POST /api/auth/login   a new session (SET sess:<id> EX 86400), 200 {"sid":...}
 #   GET /api/auth/session?sid=ID  200 when sess:ID exists, else 401 "authentication failed"
+#   GET /api/auth/status   200 when the session store works (read only), else 503
 # ROLE=storage (MinIO stand-in): GET /minio/health/live -> 200.
 # Faults (files under ${STATE_DIR}, written by gameday, cleared by a backend start):
 #   error_rate   N: N% of the /api requests answer 500 and log an ERROR line
@@ -97,6 +98,17 @@ else
                         status="503 Service Unavailable" body='{"statusCode":503,"message":"session store unavailable"}'
                         error="auth: session store write failed: $reply"
                     fi
+                fi
+                ;;
+            "GET /api/auth/status")
+                if [ -e "$state/auth_broken" ]; then
+                    status="503 Service Unavailable" body='{"sessionStore":"rejected"}'
+                    error="auth: authentication failed: session store rejected (invalid signature)"
+                elif [ "$(resp_cmd PING | redis_pipe | sed -n 2p)" = "+PONG" ]; then
+                    body='{"sessionStore":"ok"}'
+                else
+                    status="503 Service Unavailable" body='{"sessionStore":"down"}'
+                    error="auth: session store (redis) did not answer"
                 fi
                 ;;
             "GET /api/auth/session")
