@@ -156,10 +156,11 @@ class RedisClient(object):
     No retries: a command is sent once and ``timeout`` bounds it (a retried write script could run twice).
 
     ``read_only=True`` refuses any command outside READ_ONLY_COMMANDS, so a diagnosis can never write
-    or run a script. Every Redis error becomes :class:`RedisError` with a message naming the target.
+    or run a script. ``decode_responses=False`` returns bytes (DUMP payloads and binary key names).
+    Every Redis error becomes :class:`RedisError` with a message naming the target.
     """
 
-    def __init__(self, params, read_only=False):
+    def __init__(self, params, read_only=False, decode_responses=True):
         if params.get('timeout') is not None and params['timeout'] < 1:
             raise ValueError('timeout must be at least 1 second, got %s' % params['timeout'])
         if params.get('db') is not None and params['db'] < 0:
@@ -172,7 +173,8 @@ class RedisClient(object):
         self.commands = 0
         s = self.settings
         kwargs = dict(db=s['db'], username=s['username'], password=s['password'], socket_timeout=s['timeout'],
-                      socket_connect_timeout=s['timeout'], decode_responses=True, encoding_errors='replace',
+                      socket_connect_timeout=s['timeout'], decode_responses=decode_responses,
+                      encoding_errors='replace',
                       client_name='incident.response', retry=Retry(NoBackoff(), 0))
         if s['unix_socket']:
             kwargs['unix_socket_path'] = s['unix_socket']
@@ -268,11 +270,11 @@ class RedisClient(object):
             pass
 
 
-def connect(module, read_only=False):
+def connect(module, read_only=False, decode_responses=True):
     """A RedisClient, or ``module.fail_json`` with one clear message (bad options, missing library)."""
     ensure_redis(module)
     try:
-        return RedisClient(module.params, read_only=read_only)
+        return RedisClient(module.params, read_only=read_only, decode_responses=decode_responses)
     except (ValueError, RedisError) as exc:
         module.fail_json(msg=to_native(exc))
     return None

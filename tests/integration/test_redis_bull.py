@@ -510,8 +510,9 @@ def test_redis_missing_on_the_target(ansible, tmp_path):
 
 # ================================================================== playbooks/queue_backlog.yml
 class StandInWorker(object):
-    """A STAND-IN for the schedule generator's pdf-worker (the lab has none yet): a thread that takes jobs the way a
-    Bull worker does (RPOPLPUSH wait -> active, lock, then completed) at a steady rate, on the real Redis."""
+    """A STAND-IN for the schedule generator's pdf-worker in the test's own db and prefix (the lab's real pdf-workers run in
+    db 3: test_schedule_generator.py): a thread that takes jobs the way a Bull worker does (RPOPLPUSH wait -> active, lock,
+    then completed) at a steady rate, on the real Redis."""
 
     def __init__(self, writer, every=0.2):
         self.writer = writer

@@ -66,3 +66,30 @@ def test_scored_reads_flat_and_paired_replies():
     assert bull_queue.scored(['1', '1000', '2', '2000.0']) == [('1', 1000), ('2', 2000)]
     assert bull_queue.scored([['1', 1000.0]]) == [('1', 1000)]
     assert bull_queue.scored([]) == []
+
+
+def test_flush_protects_queue_and_session_keys_unless_the_pattern_names_them():
+    from ansible_collections.incident.response.plugins.modules import redis_flush
+    prefixes = ['bull:', 'sess:']
+    assert redis_flush.protected_by(b'sess:42', '*', prefixes) == 'sess:'
+    assert redis_flush.protected_by(b'sess:42', 's*', prefixes) == 'sess:'
+    assert redis_flush.protected_by(b'sess:42', 'sess:*', prefixes) is None
+    assert redis_flush.protected_by(b'bull:pdf-processing:wait', '*:wait', prefixes) == 'bull:'
+    assert redis_flush.protected_by(b'bull:pdf-processing:wait', 'bull:pdf-processing:*', prefixes) is None
+    assert redis_flush.protected_by(b'cache:1', '*', prefixes) is None
+
+
+@pytest.mark.parametrize('args, fragment', [
+    (dict(patterns=['*']), "'*' matches every key"),
+    (dict(patterns=['']), 'an empty pattern'),
+    (dict(patterns=[]), 'at least one key pattern'),
+    (dict(patterns=['cache:*'], max_keys=0), 'max_keys must be at least 1'),
+    (dict(patterns=['cache:*'], protected_prefixes=['']), 'an empty prefix'),
+    (dict(patterns=['cache:*'], scan_timeout='inf'), 'scan_timeout'),
+    (dict(patterns=['cache:*'], max_keys='inf'), 'max_keys'),
+])
+def test_flush_bad_input_is_one_message(args, fragment):
+    from module_harness import Failed, run  # pylint: disable=import-error
+    from ansible_collections.incident.response.plugins.modules import redis_flush
+    kind, result = run(redis_flush, dict(args, unix_socket='/nonexistent/redis.sock'))
+    assert kind is Failed and fragment in result['msg'], result

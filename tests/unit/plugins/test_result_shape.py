@@ -44,6 +44,7 @@ from ansible_collections.incident.response.plugins.modules import (
     bull_queue_info,
     pg_activity_info,
     pg_backends,
+    redis_flush,
     redis_info,
     service_info,
     service_pause,
@@ -60,14 +61,14 @@ DIAGNOSES = {'pg_activity_info', 'tview_info', 'http_check', 'service_info', 'in
              'incident_timers_info', 'redis_info', 'bull_queue_info', 'alertmanager_alert_info', 'alert_route_info'}
 REMEDIATIONS = {'pg_backends', 'tview_state', 'tview_queue', 'tview_lock', 'service_scale', 'service_pause',
                 'service_restart', 'deployment_rollback', 'incident', 'incident_notify', 'incident_review',
-                'incident_monitor', 'bull_queue', 'alertmanager_silence'}
+                'incident_monitor', 'bull_queue', 'alertmanager_silence', 'redis_flush'}
 INCIDENT_MODULES = {'incident', 'incident_info', 'incident_metrics_info', 'incident_timers_info', 'incident_notify',
                     'incident_review', 'incident_monitor'}
 SERVICE_MODULES = {'service_info', 'service_scale', 'service_pause', 'service_restart', 'deployment_rollback'}
 MODULES = dict((m.__name__.rsplit('.', 1)[-1], m) for m in (
     alert_route_info, alertmanager_alert_info, alertmanager_silence, deployment_rollback, http_check, incident,
     incident_info, incident_metrics_info, incident_monitor, incident_notify, incident_review, incident_timers_info,
-    bull_queue, bull_queue_info, redis_info, pg_activity_info, pg_backends, service_info, service_pause,
+    bull_queue, bull_queue_info, redis_flush, redis_info, pg_activity_info, pg_backends, service_info, service_pause,
     service_restart, service_scale, tview_info, tview_lock, tview_queue, tview_state))
 VICTIM = 'ir-shape-victim'
 
@@ -262,6 +263,8 @@ CASES = [
      False, True),
     ('bull_queue', 'resume', rds(queue='pdf-processing', action='resume', layout='bull', export_dir=EXPORTS), False,
      False),
+    ('redis_flush', 'check-diff', rds(patterns=['bull:pdf-processing:*'], export_dir=EXPORTS), True, True),
+    ('redis_flush', 'nothing-diff', rds(patterns=['cache:*'], approve=True, export_dir=EXPORTS), False, True),
     ('incident', 'open-check-diff', store(incident_id=SHAPE_ID, title='shape', severity='SEV3'), True, True),
     ('incident', 'open', store(incident_id=SHAPE_ID, title='shape', severity='SEV3'), False, False),
     ('incident', 'join-diff', store(incident_id=SHAPE_ID, title='shape', severity='SEV3'), False, True),
@@ -352,7 +355,7 @@ def test_result_shape(name, build, check, diff, request):
     args = dict(build(postgres, base), _ansible_check_mode=check, _ansible_diff=diff)
     if name in ('alertmanager_alert_info', 'alertmanager_silence') and 'url' not in args:
         args['url'] = request.getfixturevalue('alertmanager_url')
-    if name in ('redis_info', 'bull_queue_info', 'bull_queue') and 'unix_socket' not in args:
+    if name in ('redis_info', 'bull_queue_info', 'bull_queue', 'redis_flush') and 'unix_socket' not in args:
         args['unix_socket'] = request.getfixturevalue('redis_socket')
     kind, result = run(MODULES[name], args)
     assert kind is Exited, result.get('msg')
