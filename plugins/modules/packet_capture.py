@@ -35,8 +35,8 @@ attributes:
     support: none
     description: A capture is a new file.
   idempotent:
-    support: none
-    description: Each run is a new capture (evidence is never overwritten).
+    support: partial
+    description: Each run is a new capture (evidence is never overwritten), unless O(once=true) finds one.
 requirements:
   - tcpdump (Debian package tcpdump) on the managed node, and root (CAP_NET_RAW)
 options:
@@ -51,6 +51,11 @@ options:
     description: The name of the capture (its directory is C(NNN-<label>)).
     type: str
     default: pcap
+  once:
+    description:
+      - When a capture with this O(label) exists already, capture nothing and return it (C(changed=false)).
+    type: bool
+    default: false
   record_event:
     description: Record the manifest's sha256 in the incident's timeline. The incident must exist.
     type: bool
@@ -159,6 +164,7 @@ def argument_spec():
         incident_id=dict(type='str', required=True),
         evidence_dir=dict(type='path'),
         label=dict(type='str', default='pcap'),
+        once=dict(type='bool', default=False),
         record_event=dict(type='bool', default=True),
         interface=dict(type='str', required=True),
         port=dict(type='int', required=True),
@@ -235,6 +241,18 @@ def main():
     except _incident.IncidentError as exc:
         module.fail_json(msg=str(exc))
     what = 'packets on %s %s port %d' % (p['interface'], p['protocol'], p['port'])
+    existing = [c for c in _evidence.list_captures(evidence_dir) if c[1] == p['label']]
+    if p['once'] and existing:
+        path = existing[-1][2]
+        try:
+            items = _evidence.read_manifest(path).get('items') or [None]
+        except _evidence.EvidenceError as exc:
+            module.fail_json(msg=str(exc))
+        manifest_path = os.path.join(path, _evidence.MANIFEST)
+        module.exit_json(**remediation_result(
+            False, [], 'capture %s exists already (once=true): nothing captured' % os.path.basename(path),
+            capture_dir=path, manifest=manifest_path, manifest_sha256=_evidence.sha256_file(manifest_path),
+            checksums=os.path.join(path, _evidence.CHECKSUMS), item=items[0], running=False))
     if module.check_mode:
         module.exit_json(**remediation_result(
             True, [make_action('capture', what, dict(command=cmd, bounds=bounds))],
