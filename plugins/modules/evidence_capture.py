@@ -466,7 +466,11 @@ class Capturer(object):
         if error:
             entry['error'] = redact(error)[:500]
             self.errors.append('%s: %s' % (what, entry['error']))
-        return capture.add(entry, name)
+        preview = entry.pop('_preview', None)
+        added = capture.add(entry, name)
+        if preview is not None:
+            self.previews[id(added)] = preview
+        return added
 
     def container_logs(self, capture, service):
         def write(writer, entry):
@@ -593,7 +597,7 @@ class Capturer(object):
                     'SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {column} >= %s AND {column} <= %s LIMIT %s) t'
                 ).format(table=ident, column=column).as_string(conn), (self.since, self.until, table['max_rows']))
                 entry['rows'] = cursor.fetchone()[0]
-                self.previews[id(entry)] = rows
+                entry['_preview'] = rows
             finally:
                 conn.close()
         return self._item(capture, 'table_rows', 'rows of %s by %s in the window' % (table['name'],
@@ -643,7 +647,7 @@ class Capturer(object):
                 writer.write(line + '\n')
                 matched.append(line)
             entry['lines'] = len(matched)
-            self.previews[id(entry)] = [redact(line) for line in matched[:self.p['preview_rows']]]
+            entry['_preview'] = [redact(line) for line in matched[:self.p['preview_rows']]]
         return self._item(capture, 'host_log', 'lines of %s matching %s' % (entry_in['path'], entry_in['pattern']),
                           entry_in['path'], 'hostlog-%s.txt' % os.path.basename(entry_in['path']), write,
                           pattern=entry_in['pattern'])
