@@ -81,8 +81,17 @@ def sha256_file(path):
 def ensure_private_dir(path):
     """Create ``path`` (and parents) 0700 when missing; a directory that exists is made 0700 if ours."""
     try:
-        if not os.path.isdir(path):
-            os.makedirs(path, 0o700)
+        missing = []
+        head = os.path.abspath(path)
+        while head and not os.path.isdir(head):
+            missing.append(head)
+            head = os.path.dirname(head)
+        for directory in reversed(missing):  # every directory made here is 0700, not only the last one
+            try:
+                os.mkdir(directory, 0o700)
+            except FileExistsError:
+                pass
+            os.chmod(directory, 0o700)
         info = os.stat(path)
         if info.st_uid == os.geteuid() and info.st_mode & 0o077:
             os.chmod(path, 0o700)

@@ -377,3 +377,48 @@ def test_bad_input_is_one_message_and_nothing_runs(ansible, ansible_env, tmp_pat
     assert run.rc != 0 and 'invalid incident id' in run.output and 'Traceback' not in run.output, run
     assert tcpdumps() == before
     shutil.rmtree(store, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------- gameday, pg log
+def test_gameday_security_breach_fault_cause_and_clear(gameday, lab, lab_env):
+    auth_log = os.path.join(lab_env['LAB_DIR'], 'security', 'auth.log')
+    tagged = "SELECT count(*) FROM audit_log WHERE detail LIKE '%[gameday security_breach]'"
+    assert gameday('security_breach').rc == 0
+    rows = lab.query(tagged)[0][0]
+    assert rows >= 4
+    assert 'Failed password for invalid user admin' in open(auth_log).read()
+    assert oct(os.stat(auth_log).st_mode & 0o777) == '0o600'
+    again = gameday('security_breach')
+    assert again.rc == 0 and lab.query(tagged)[0][0] == rows  # the rows are written once per 2 hours
+    cleared = gameday('security_breach', action='clear')
+    assert cleared.rc == 0, cleared
+    assert lab.query(tagged)[0][0] == 0 and 'gameday security_breach' not in open(auth_log).read()
+
+
+def test_pg_activity_info_server_log_lines(ansible, lab, lab_env):
+    marker = 'irsec-log-marker-%d' % os.getpid()
+    conn = lab.connect(application_name=marker)
+    try:
+        with conn.cursor() as cur:
+            try:
+                cur.execute("SELECT 1/0 AS %s" % marker.replace('-', '_'))  # logged: ERROR + STATEMENT
+            except Exception:  # pylint: disable=broad-except
+                pass
+    finally:
+        conn.close()
+    log_dir = os.path.join(lab_env['LAB_DIR'], 'pg15', 'log')
+    rc, result, out = ansible.module('pg_activity_info', dict(log_lines=True, log_window='10m', log_path=log_dir))
+    assert rc == 0, out
+    log = result['server_log']
+    assert log['error'] is None and log['source'].startswith(log_dir) and log['count'] >= 1
+    assert any(marker.replace('-', '_') in line for line in log['lines']), log['lines'][-5:]
+    for secret in (lab_env['PGPASSWORD'], lab_env['LAB_PG_APP_PASSWORD']):
+        assert secret not in json.dumps(result)
+    rc, result, out = ansible.module('pg_activity_info', dict(log_lines=True))
+    found = result['server_log']
+    # without a host path: pg_read_file where logging_collector is on, else a reason (the lab runs without it)
+    assert rc == 0 and (found['error'] or found['source'].startswith('pg_read_file')), out
+    rc, result, out = ansible.module('pg_activity_info', dict(log_lines=True, log_window='forever'))
+    assert_clean_failure(rc, result, out, 'log_window')
+    rc, result, out = ansible.module('pg_activity_info', {})
+    assert rc == 0 and 'server_log' not in result, out

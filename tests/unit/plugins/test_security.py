@@ -327,3 +327,8 @@ def test_fuzz_packet_capture(args):
     assert_clean(kind, result)
     assert kind is Failed or result.get('changed') is False
     assert not os.path.exists('/nonexistent-ir-fuzz')
+
+
+def test_every_directory_made_for_evidence_is_private(tmp_path):
+    _evidence.ensure_private_dir(str(tmp_path / 'a' / 'b' / 'c'))
+    assert [mode(tmp_path / p) for p in ('a', 'a/b', 'a/b/c')] == [0o700] * 3
