@@ -25,7 +25,7 @@ description:
     C(evidence:<capture>:<sha256>)), so a later change of the evidence shows.
   - Every item is bounded in size (O(max_bytes)) and time (O(item_timeout)); an item cut by a bound says
     C(truncated). An item that cannot be captured is in the manifest with its C(error); the others are kept.
-  - The raw evidence is kept as it is (it may hold secrets: it is only readable by its owner); what the module
+  - The raw evidence is kept as it is (it may hold secrets, so it is only readable by its owner); what the module
     returns (previews, matches) is redacted.
   - Check mode lists what would be captured (C(planned)) and writes nothing, connects nowhere.
 author:

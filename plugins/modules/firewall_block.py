@@ -23,7 +23,7 @@ description:
   - V(absent) removes exactly that rule, by its handle, after checking that the rule with that handle still
     carries the incident's comment; then the chain and the table when the module created them and they hold
     nothing else. A rule carrying the comment that the state file does not know (the state file was lost) is
-    removed too: the comment names the incident and the port.
+    removed too, since the comment names the incident and the port.
   - With O(netns), every C(nft) command runs inside that network namespace (C(ip netns exec)), as the tests do.
   - Check mode lists the rule (read only) and reports what would change; it changes nothing.
 author:
