@@ -19,15 +19,19 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ctypes
 import datetime
 import hashlib
 import json
 import os
 import re
 import socket
+import signal
 import struct
+import subprocess
 import time
 
+PR_SET_PDEATHSIG = 1
 MANIFEST = 'manifest.json'
 CHECKSUMS = 'SHA256SUMS'
 MANIFEST_FORMAT = 1
@@ -442,3 +446,22 @@ def read_sockets(proc='/proc'):
             row['proto'] = name
             rows.append(row)
     return rows
+
+
+# ------------------------------------------------------------------------------------------- child processes
+def _die_with_parent():
+    """In the child before exec: SIGKILL when the module's process dies, whatever kills it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def start_process(cmd, env=None, die_with_parent=False):
+    """A child (pg_dump, tcpdump) whose output is read as it comes, in a session of its own (so that the whole
+    group can be stopped); with ``die_with_parent`` the kernel kills it when the module dies (PR_SET_PDEATHSIG).
+    The caller stops it on every path."""
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,  # pylint: disable=consider-using-with
+                            start_new_session=True,
+                            preexec_fn=_die_with_parent if die_with_parent else None)  # pylint: disable=subprocess-popen-preexec-fn

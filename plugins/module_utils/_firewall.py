@@ -88,8 +88,8 @@ class Nft(object):
         if proc.returncode == 1:
             if 'No such file or directory' in (proc.stderr or ''):
                 return dict(table=False, chain=False, rules=[], other_chains=0)
-            raise FirewallError('nft list table %s %s failed: %s' % (self.family, self.table,
-                                                                    ' '.join(proc.stderr.split())[:300]))
+            raise FirewallError('nft list table %s %s failed: %s'
+                                % (self.family, self.table, ' '.join(proc.stderr.split())[:300]))
         try:
             data = json.loads(proc.stdout or '{}').get('nftables', [])
         except ValueError:

@@ -528,8 +528,7 @@ class Capturer(object):
             env.pop('PGPASSWORD', None)
             if p['login_password'] is not None:
                 env['PGPASSWORD'] = p['login_password']  # the environment, never argv
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,  # pylint: disable=consider-using-with
-                                    start_new_session=True)
+            proc = _evidence.start_process(cmd, env=env)
             stopped = None
             try:
                 while True:
@@ -600,8 +599,8 @@ class Capturer(object):
                 entry['_preview'] = rows
             finally:
                 conn.close()
-        return self._item(capture, 'table_rows', 'rows of %s by %s in the window' % (table['name'],
-                                                                                    table['time_column']),
+        what = 'rows of %s by %s in the window' % (table['name'], table['time_column'])
+        return self._item(capture, 'table_rows', what,
                           'PostgreSQL at %s' % describe_target(p), 'table-%s.csv' % table['name'], write,
                           bounds=self.bounds(max_rows=table['max_rows']))
 

@@ -225,8 +225,8 @@ def main():
     validate(module)
     p = module.params
     comment = rule_comment(p['incident_id'], p['protocol'], p['port'])
-    state_file = os.path.join(p['state_dir'], '%s-%s-%d%s.json' % (p['incident_id'], p['protocol'], p['port'],
-                                                                    ('@' + p['netns']) if p['netns'] else ''))
+    suffix = ('@' + p['netns']) if p['netns'] else ''
+    state_file = os.path.join(p['state_dir'], '%s-%s-%d%s.json' % (p['incident_id'], p['protocol'], p['port'], suffix))
     result = dict(state_file=state_file)
     try:
         nft = Nft(p['nft_path'], p['netns'], p['timeout'], p['family'], p['table'], p['chain'])

@@ -139,7 +139,6 @@ event:
   type: dict
 '''
 
-import ctypes
 import os
 import re
 import select
@@ -155,7 +154,6 @@ from ansible_collections.incident.response.plugins.module_utils import _incident
 from ansible_collections.incident.response.plugins.module_utils._common import make_action, new_module, remediation_result
 
 IFACE_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$')
-PR_SET_PDEATHSIG = 1
 
 
 def argument_spec():
@@ -174,15 +172,6 @@ def argument_spec():
         tcpdump_path=dict(type='str', default='tcpdump'),
     )
     return spec
-
-
-def _die_with_parent():
-    """In the child before exec: SIGKILL when the module's process dies, whatever kills it."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 def stop(proc):
@@ -256,8 +245,8 @@ def main():
     if module.check_mode:
         module.exit_json(**remediation_result(
             True, [make_action('capture', what, dict(command=cmd, bounds=bounds))],
-            'would capture %s for at most %ss / %s MiB into %s/NNN-%s' % (what, p['duration'], p['max_mb'],
-                                                                         evidence_dir, p['label']),
+            'would capture %s for at most %ss / %s MiB into %s/NNN-%s'
+            % (what, p['duration'], p['max_mb'], evidence_dir, p['label']),
             check_mode=True, capture_dir=None, manifest=None, manifest_sha256=None, checksums=None, item=None,
             running=False))
     try:
@@ -284,8 +273,7 @@ def main():
     gone = True
     try:
         try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # pylint: disable=consider-using-with
-                                    start_new_session=True, preexec_fn=_die_with_parent)  # pylint: disable=subprocess-popen-preexec-fn
+            proc = _evidence.start_process(cmd, die_with_parent=True)
         except OSError as exc:
             module.fail_json(msg='cannot start %s: %s' % (' '.join(cmd), exc.strerror or exc))
         deadline = time.monotonic() + p['duration']

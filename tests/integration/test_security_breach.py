@@ -290,8 +290,8 @@ def test_breach_drill_check_approve_unlock(ansible, ansible_env, lab_env, projec
         listing = sh(os.path.join(PG_BINDIR, 'pg_restore'), '--list', os.path.join(breach, rows['pg_dump']['file']))
         assert listing.returncode == 0 and 'TABLE public audit_log' in listing.stdout, listing.stderr
         pcap = json.load(open(os.path.join(captures[1], 'manifest.json')))['items'][0]
-        assert pcap['stopped_by'] == 'duration' and pcap['bounds'] == dict(duration_seconds=3,
-                                                                            max_bytes=5 * 1024 * 1024)
+        assert pcap['stopped_by'] == 'duration'
+        assert pcap['bounds'] == dict(duration_seconds=3, max_bytes=5 * 1024 * 1024)
         # the manifest's sha256 is in the incident's timeline
         events = [json.loads(line) for line in open(os.path.join(store, incident_id + '.events.jsonl'))]
         recorded = dict((e['evidence']['capture'], e['evidence']['manifest_sha256']) for e in events
