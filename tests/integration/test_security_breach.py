@@ -422,3 +422,77 @@ def test_pg_activity_info_server_log_lines(ansible, lab, lab_env):
     assert_clean_failure(rc, result, out, 'log_window')
     rc, result, out = ansible.module('pg_activity_info', {})
     assert rc == 0 and 'server_log' not in result, out
+
+
+# ------------------------------------------------------------------------------------------- bounds and partial items
+def test_packet_capture_stops_at_max_mb(ansible, ansible_env):
+    import threading  # pylint: disable=import-outside-toplevel
+    port = free_port()
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(('127.0.0.1', port))
+    server.listen(5)
+    stop = threading.Event()
+
+    def serve():
+        server.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                conn, _addr = server.accept()
+            except OSError:
+                continue
+            try:
+                while not stop.is_set():
+                    conn.sendall(b'x' * 65536)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def pull():
+        while not stop.is_set():
+            try:
+                with socket.create_connection(('127.0.0.1', port), timeout=2) as client:
+                    while not stop.is_set() and client.recv(65536):
+                        pass
+            except OSError:
+                time.sleep(0.1)
+    threads = [threading.Thread(target=serve, daemon=True), threading.Thread(target=pull, daemon=True)]
+    for thread in threads:
+        thread.start()
+    evidence = tempfile.mkdtemp(prefix='ir-sec-pcap-')
+    try:
+        start = time.monotonic()
+        rc, result, out = ansible.module('packet_capture', dict(
+            incident_id='INC-PCAP-BOUND', evidence_dir=evidence, record_event=False, interface='lo', port=port,
+            duration=120, max_mb=1))
+        elapsed = time.monotonic() - start
+        assert rc == 0, out
+        item = result['item']
+        assert item['stopped_by'] == 'max_mb' and item['truncated'] is True
+        assert item['size'] <= 1024 * 1024 and elapsed < 110
+        assert result['running'] is False and 'port %d' % port not in tcpdumps()
+        assert sh('sha256sum', '-c', 'SHA256SUMS', cwd=result['capture_dir']).returncode == 0
+    finally:
+        stop.set()
+        server.close()
+        for thread in threads:
+            thread.join(timeout=5)
+        shutil.rmtree(evidence, ignore_errors=True)
+
+
+def test_an_item_that_fails_is_recorded_and_the_others_kept(ansible, lab_env):
+    evidence = tempfile.mkdtemp(prefix='ir-sec-partial-')
+    try:
+        rc, result, out = ansible.module('evidence_capture', dict(
+            incident_id='INC-PARTIAL', evidence_dir=evidence, record_event=False, databases=['irsec_no_such_db'],
+            tables=[{'name': 'audit_log'}], sockets=True))
+        assert rc == 0, out
+        kinds = dict((item['kind'], item) for item in result['items'])
+        assert 'irsec_no_such_db' in kinds['pg_dump']['error'] and kinds['pg_dump']['restorable'] is False
+        assert not kinds['table_rows'].get('error') and not kinds['sockets'].get('error')
+        assert len(result['errors']) == 1
+        assert lab_env['PGPASSWORD'] not in json.dumps(result)
+        assert sh('sha256sum', '-c', 'SHA256SUMS', cwd=result['capture_dir']).returncode == 0
+    finally:
+        shutil.rmtree(evidence, ignore_errors=True)
