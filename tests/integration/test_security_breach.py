@@ -496,3 +496,19 @@ def test_an_item_that_fails_is_recorded_and_the_others_kept(ansible, lab_env):
         assert sh('sha256sum', '-c', 'SHA256SUMS', cwd=result['capture_dir']).returncode == 0
     finally:
         shutil.rmtree(evidence, ignore_errors=True)
+
+
+def test_playbook_bad_pcap_settings_stop_before_anything_is_touched(ansible, ansible_env, lab_env, project, netns,
+                                                                    tmp_path):
+    store = ansible_env['INCIDENT_STORE_PATH']
+    for more, fragment in ((dict(security_breach_pcap_interface='nosuch9'), "interface 'nosuch9' does not exist"),
+                           (dict(security_breach_pcap_seconds=0), 'duration must be between')):
+        incident_id = 'INC-SEC-BAD-%d-%d' % (os.getpid(), len(fragment))
+        evidence_glob = os.path.join(store, incident_id, 'evidence', '*')
+        before = snapshot(project, netns, store, evidence_glob)
+        extra = breach_vars(project, netns, lab_env, incident_id, tmp_path, approve=True, **more)
+        run = ansible.playbook('playbooks/security_breach.yml', extra)
+        assert run.rc != 0 and fragment in run.output and 'Traceback' not in run.output, run
+        after = snapshot(project, netns, store, evidence_glob)
+        assert (after['api'], after['ruleset'], after['evidence'], after['tcpdump']) == (
+            'running', before['ruleset'], [], before['tcpdump'])
