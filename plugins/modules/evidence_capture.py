@@ -234,6 +234,7 @@ incident_id:
 '''
 
 import datetime
+import csv
 import os
 import re
 import select
@@ -651,6 +652,26 @@ class Capturer(object):
                           entry_in['path'], 'hostlog-%s.txt' % os.path.basename(entry_in['path']), write,
                           pattern=entry_in['pattern'])
 
+    def reread_preview(self, capture_dir, item):
+        """The redacted preview of a table or host log item of an existing capture, read back from its file."""
+        if item.get('kind') not in ('table_rows', 'host_log') or not item.get('file'):
+            return item
+        limit = self.p['preview_rows']
+        try:
+            with open(os.path.join(capture_dir, item['file']), newline='', encoding='utf-8', errors='replace') as handle:
+                if item['kind'] == 'table_rows':
+                    rows = []
+                    for row in csv.DictReader(handle):
+                        if len(rows) >= limit:
+                            break
+                        rows.append(row)
+                else:
+                    rows = [redact(line.rstrip('\n')) for line, _n in zip(handle, range(limit))]
+        except (OSError, csv.Error):
+            return item
+        item['preview'] = _incident.redact_value(rows, self.module.no_log_values)
+        return item
+
     # -------------------------------------------------------------- run
     def run(self):
         module, p = self.module, self.p
@@ -669,10 +690,11 @@ class Capturer(object):
             except _evidence.EvidenceError as exc:
                 module.fail_json(msg=str(exc))
             manifest_path = os.path.join(path, _evidence.MANIFEST)
+            items = [self.reread_preview(path, dict(item)) for item in manifest.get('items', [])]
             module.exit_json(**remediation_result(
                 False, [], 'capture %s exists already (once=true): nothing captured' % os.path.basename(path),
                 capture_dir=path, manifest=manifest_path, manifest_sha256=_evidence.sha256_file(manifest_path),
-                checksums=os.path.join(path, _evidence.CHECKSUMS), items=manifest.get('items', []), errors=[]))
+                checksums=os.path.join(path, _evidence.CHECKSUMS), items=items, errors=[]))
         if module.check_mode:
             actions = [make_action('capture', item['what'], dict(kind=item['kind'], source=item['source'],
                                                                  bounds=item['bounds'])) for item in planned]

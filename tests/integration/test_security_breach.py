@@ -320,6 +320,7 @@ def test_breach_drill_check_approve_unlock(ansible, ansible_env, lab_env, projec
         state = snapshot(project, netns, store, evidence_glob)
         again = ansible.playbook('playbooks/security_breach.yml', dict(extra, approve=True))
         assert again.rc == 0 and again.changed == 0, again
+        assert int(again.output.split('indicators: ')[1].split()[0]) == indicators  # read back from the capture
         assert snapshot(project, netns, store, evidence_glob)['ruleset'] == state['ruleset']
         assert sorted(glob.glob(evidence_glob)) == captures
         assert len(receiver.received('/webhook/')) == 1

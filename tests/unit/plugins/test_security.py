@@ -187,6 +187,8 @@ def test_evidence_real_capture_of_host_log_and_sockets(tmp_path):
     assert again['capture_dir'].endswith('002-capture')
     kind, once = run(evidence_capture, evidence_args(tmp_path, once=True))
     assert kind is Exited and once['changed'] is False and once['capture_dir'] == again['capture_dir']
+    reread = dict((item['kind'], item) for item in once['items'])
+    assert reread['host_log']['preview'] == items['host_log']['preview']
 
 
 @pytest.mark.parametrize('more, fragment', [
