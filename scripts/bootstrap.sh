@@ -28,6 +28,7 @@ APT_PACKAGES=(
   docker.io docker-compose prometheus-alertmanager busybox-static
   python3-venv curl ca-certificates rsync git make
   shellcheck chromium
+  tcpdump nftables iproute2
 )
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }

@@ -84,6 +84,28 @@ options:
     type: str
     default: fail
     choices: [fail, unknown]
+  log_lines:
+    description:
+      - Also return the PostgreSQL server log lines of the last O(log_window) in RV(server_log) (redacted), read
+        through C(pg_current_logfile()) and C(pg_read_file()) where the role may (superuser or
+        C(pg_read_server_files), C(logging_collector) on), else from O(log_path) on the host that runs the module.
+    type: bool
+    default: false
+  log_window:
+    description: The window of O(log_lines), seconds or a duration such as V(15m).
+    type: raw
+    default: 15m
+  log_path:
+    description: The server log on the host (a file, or a directory whose newest file is read), for O(log_lines).
+    type: path
+  log_max_bytes:
+    description: O(log_lines) reads at most this many bytes of the end of the log (1 KiB to 64 MiB).
+    type: int
+    default: 1048576
+  log_max_lines:
+    description: O(log_lines) returns at most this many lines, the newest.
+    type: int
+    default: 200
 seealso:
   - module: incident.response.pg_backends
 notes:
@@ -112,6 +134,12 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+server_log:
+  description:
+    - With O(log_lines), the server log lines of the window (C(lines), newest last, passwords masked), C(source),
+      C(count) (lines in the window), C(truncated) and C(error) (why nothing could be read; null when read).
+  returned: when O(log_lines=true)
+  type: dict
 status:
   description:
     - C(ok), C(warning) or C(critical), the worst of the thresholds crossed.
@@ -231,8 +259,11 @@ executed_queries:
   elements: str
 '''
 
+import datetime
+
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.incident.response.plugins.module_utils import _evidence
 from ansible_collections.incident.response.plugins.module_utils._common import (
     StatusBuilder,
     diagnosis_result,
@@ -240,6 +271,7 @@ from ansible_collections.incident.response.plugins.module_utils._common import (
     format_duration,
     new_module,
     plural,
+    redact,
 )
 from ansible_collections.incident.response.plugins.module_utils._postgres import (
     CLIENT_STATES,
@@ -351,6 +383,11 @@ def main():
         top=dict(type='int', default=10),
         query_excerpt_length=dict(type='int', default=200),
         unreachable=dict(type='str', default='fail', choices=['fail', 'unknown']),
+        log_lines=dict(type='bool', default=False),
+        log_window=dict(type='raw', default='15m'),
+        log_path=dict(type='path'),
+        log_max_bytes=dict(type='int', default=1048576),
+        log_max_lines=dict(type='int', default=200),
     )
     module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
@@ -373,9 +410,25 @@ def main():
         if p[name] < 0:
             module.fail_json(msg='%s must not be negative, got %s' % (name, p[name]))
 
+    log_window = None
+    if p['log_lines']:
+        log_window = duration_param(module, 'log_window', minimum=1, maximum=366 * 86400, required=True)
+        if not 1024 <= p['log_max_bytes'] <= 64 * 1024 * 1024:
+            module.fail_json(msg='log_max_bytes must be between 1024 and 67108864, got %s' % p['log_max_bytes'])
+        if not 1 <= p['log_max_lines'] <= 100000:
+            module.fail_json(msg='log_max_lines must be between 1 and 100000, got %s' % p['log_max_lines'])
+
     client = PgClient(module)
     limits = client.connection_limits()
     rows = client.activity()
+    server_log = None
+    if p['log_lines']:
+        until = _evidence.utc_now()
+        found = _evidence.pg_server_log(client, until - datetime.timedelta(seconds=log_window), until,
+                                        p['log_max_bytes'], p['log_path'])
+        server_log = dict(source=found['source'], count=len(found['lines']), truncated=found['truncated'],
+                          error=found['error'],
+                          lines=[redact(line) for line in found['lines'][-p['log_max_lines']:]])
     client.close()
     hidden = hidden_sessions_warning(rows, p['login_user'])
     if hidden:
@@ -384,6 +437,8 @@ def main():
     result = assess(rows, limits, thresholds, databases=p['databases'], top=p['top'],
                     excerpt_length=p['query_excerpt_length'])
     facts = dict((key, value) for key, value in result.items() if key not in ('status', 'reasons'))
+    if server_log is not None:
+        facts['server_log'] = server_log
     module.exit_json(**diagnosis_result(result['status'], result['reasons'], server_version=client.version_string,
                                         thresholds=thresholds, executed_queries=client.queries, **facts))
 

@@ -32,6 +32,8 @@ from ansible_collections.incident.response.plugins.modules import (
     alertmanager_alert_info,
     alertmanager_silence,
     deployment_rollback,
+    evidence_capture,
+    firewall_block,
     http_check,
     incident,
     incident_info,
@@ -40,6 +42,7 @@ from ansible_collections.incident.response.plugins.modules import (
     incident_notify,
     incident_review,
     incident_timers_info,
+    packet_capture,
     bull_queue,
     bull_queue_info,
     pg_activity_info,
@@ -61,7 +64,8 @@ DIAGNOSES = {'pg_activity_info', 'tview_info', 'http_check', 'service_info', 'in
              'incident_timers_info', 'redis_info', 'bull_queue_info', 'alertmanager_alert_info', 'alert_route_info'}
 REMEDIATIONS = {'pg_backends', 'tview_state', 'tview_queue', 'tview_lock', 'service_scale', 'service_pause',
                 'service_restart', 'deployment_rollback', 'incident', 'incident_notify', 'incident_review',
-                'incident_monitor', 'bull_queue', 'alertmanager_silence', 'redis_flush'}
+                'incident_monitor', 'bull_queue', 'alertmanager_silence', 'redis_flush', 'evidence_capture',
+                'packet_capture', 'firewall_block'}
 INCIDENT_MODULES = {'incident', 'incident_info', 'incident_metrics_info', 'incident_timers_info', 'incident_notify',
                     'incident_review', 'incident_monitor'}
 SERVICE_MODULES = {'service_info', 'service_scale', 'service_pause', 'service_restart', 'deployment_rollback'}
@@ -69,7 +73,8 @@ MODULES = dict((m.__name__.rsplit('.', 1)[-1], m) for m in (
     alert_route_info, alertmanager_alert_info, alertmanager_silence, deployment_rollback, http_check, incident,
     incident_info, incident_metrics_info, incident_monitor, incident_notify, incident_review, incident_timers_info,
     bull_queue, bull_queue_info, redis_flush, redis_info, pg_activity_info, pg_backends, service_info, service_pause,
-    service_restart, service_scale, tview_info, tview_lock, tview_queue, tview_state))
+    service_restart, service_scale, tview_info, tview_lock, tview_queue, tview_state, evidence_capture,
+    packet_capture, firewall_block))
 VICTIM = 'ir-shape-victim'
 
 
@@ -104,6 +109,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):  # quiet
         pass
+
+
+@pytest.fixture(scope='module')
+def netns():
+    """A network namespace of this test module (firewall_block's rules go there, never into the host's tables)."""
+    if os.geteuid() != 0 or not shutil.which('nft') or not shutil.which('ip'):
+        pytest.skip('firewall_block needs root, nft and ip (network namespaces)')
+    name = 'ir-shape-%d' % os.getpid()
+    subprocess.run(['ip', 'netns', 'add', name], check=True, capture_output=True, timeout=30)
+    yield name
+    subprocess.run(['ip', 'netns', 'del', name], check=False, capture_output=True, timeout=30)
 
 
 @pytest.fixture(scope='module')
@@ -229,6 +245,7 @@ def rds(**args):
 
 
 EXPORTS = tempfile.mkdtemp(prefix='ir-shape-bull-exports-')
+FW_STATE = tempfile.mkdtemp(prefix='ir-shape-fw-')
 
 
 def am(**args):
@@ -282,6 +299,20 @@ CASES = [
     ('incident_monitor', 'start-check', store(
         incident_id=SHAPE_ID, window='6s', interval='2s',
         checks=[dict(name='api', module='http_check', args=dict(url='http://127.0.0.1:1/'))]), True, False),
+    ('evidence_capture', 'check', store(incident_id=SHAPE_ID, sockets=True, record_event=False), True, False),
+    ('evidence_capture', 'capture', store(incident_id=SHAPE_ID, sockets=True, record_event=False), False, False),
+    ('evidence_capture', 'once', store(incident_id=SHAPE_ID, sockets=True, record_event=False, once=True), False,
+     False),
+    ('packet_capture', 'check', store(incident_id=SHAPE_ID, interface='lo', port=9, duration=1, max_mb=1,
+                                      record_event=False), True, False),
+    ('packet_capture', 'capture', store(incident_id=SHAPE_ID, interface='lo', port=9, duration=1, max_mb=1,
+                                        record_event=False), False, False),
+    # firewall_block only inside a network namespace of the test (the fixture netns), never the host's tables
+    ('firewall_block', 'check-diff', plain(incident_id=SHAPE_ID, port=9, state_dir=FW_STATE), True, True),
+    ('firewall_block', 'block', plain(incident_id=SHAPE_ID, port=9, state_dir=FW_STATE), False, False),
+    ('firewall_block', 'again-diff', plain(incident_id=SHAPE_ID, port=9, state_dir=FW_STATE), False, True),
+    ('firewall_block', 'unblock', plain(incident_id=SHAPE_ID, port=9, state_dir=FW_STATE, state='absent'), False,
+     False),
     ('pg_activity_info', 'ok', pg(), False, False),
     ('pg_activity_info', 'warning', pg(idle_in_transaction_age=0), False, False),
     ('pg_activity_info', 'unreachable-unknown', plain(login_host='127.0.0.1', login_port=1, unreachable='unknown'),
@@ -357,6 +388,8 @@ def test_result_shape(name, build, check, diff, request):
         args['url'] = request.getfixturevalue('alertmanager_url')
     if name in ('redis_info', 'bull_queue_info', 'bull_queue', 'redis_flush') and 'unix_socket' not in args:
         args['unix_socket'] = request.getfixturevalue('redis_socket')
+    if name == 'firewall_block':
+        args['netns'] = request.getfixturevalue('netns')
     kind, result = run(MODULES[name], args)
     assert kind is Exited, result.get('msg')
     assert 'exception' not in result and 'module_stderr' not in result
