@@ -135,6 +135,8 @@ executed_queries:
   elements: str
 '''
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.incident.response.plugins.module_utils._common import (
@@ -143,6 +145,7 @@ from ansible_collections.incident.response.plugins.module_utils._common import (
     make_action,
     new_module,
     remediation_result,
+    wait_until,
 )
 from ansible_collections.incident.response.plugins.module_utils._pgbouncer import (
     ADMIN_DB,
@@ -221,6 +224,28 @@ def plan(action, names, state, resume_after_kill=True):
     return steps, notes
 
 
+def servers_of(admin, name):
+    return [row for row in admin.show('SERVERS') if row.get('database') == name]
+
+
+def predict(state, steps):
+    """The state the steps would leave (the --diff of check mode): pure."""
+    after = dict((name, dict(view)) for name, view in state.items())
+    for name, verb in steps:
+        s = after[name]
+        if verb == 'PAUSE':
+            s.update(paused=True, servers=0, close_needed=0)
+        elif verb == 'RESUME':
+            s['paused'] = False
+        elif verb == 'RECONNECT':
+            s['close_needed'] = s['servers']
+        elif verb == 'WAIT_CLOSE':
+            s.update(servers=s['servers'] - s['close_needed'], close_needed=0)
+        elif verb == 'KILL':
+            s.update(clients=0, servers=0, close_needed=0, paused=True)
+    return after
+
+
 def read_state(admin, names):
     views = database_views(admin.show('DATABASES'))
     unknown = [name for name in names if name not in views]
@@ -272,18 +297,27 @@ def main():
             summary = '%s; nothing to do' % '; '.join(notes)
         admin.close()
         module.exit_json(**remediation_result(bool(actions), actions, summary,
-                                              diff=dict(before=before, after=before), check_mode=module.check_mode,
+                                              diff=dict(before=before, after=predict(before, steps)),
+                                              check_mode=module.check_mode,
                                               want_diff=module._diff, commands=commands, databases=before,
                                               executed_queries=admin.queries))
 
     actions = []
     for name, verb in steps:
+        started = time.monotonic()
         deadline = wait_timeout if verb in WAITING_VERBS else None
         dummy, error = admin.try_command(verb, name, deadline=deadline)
+        timed_out = admin.timed_out
+        if error is None and verb == 'PAUSE':
+            # Some PgBouncer versions (1.18) answer PAUSE of one database before its servers are released: wait
+            # for what PAUSE promises (no server connection left), within what is left of wait_timeout.
+            left = max(wait_timeout - (time.monotonic() - started), 0.1)
+            released, dummy, dummy = wait_until(lambda: not servers_of(admin, name), left, 0.5)
+            if not released:
+                error, timed_out = 'server connections still held', True
         if error is None:
             actions.append(action_entry(name, verb, True))
             continue
-        timed_out = admin.timed_out
         queries = admin.queries
         admin.close()
         msg = '%s %s failed on PgBouncer at %s: %s' % (verb, quote_name(name), admin.target, error)
