@@ -110,9 +110,12 @@ def test_reset_task_file_reconnects_the_exhausted_pool(ansible, lab, bouncer, ex
     run = ansible.playbook(playbook, variables)
     assert run.rc == 0, run
     assert 'PgBouncer reset (reconnect): sent RECONNECT "scheduler"' in run.output
-    servers = [s for s in bouncer.show('SERVERS') if s['database'] == 'scheduler'
-               and s['user'] == bouncer.lab_env['LAB_PG_APP_USER']]
-    assert servers and all(s['close_needed'] for s in servers), servers
+    # The holders' server connections are marked to close when released; PgBouncer does not count marked ones
+    # against pool_size, so the waiting clients get new server connections at once.
+    held = [s for s in bouncer.show('SERVERS') if s['database'] == 'scheduler'
+            and s['user'] == bouncer.lab_env['LAB_PG_APP_USER'] and s['state'] == 'active']
+    assert len(held) == 3 and all(s['close_needed'] for s in held), held
+    bouncer.wait_for(lambda: bouncer.pool(user=bouncer.lab_env['LAB_PG_APP_USER'])['cl_waiting'] == 0)
     assert lab.pids('postgres_exporter') == exhausted['protected'], 'RECONNECT disconnects no client'
     run = ansible.playbook(playbook, dict(variables, pg_connections_pgbouncer_reset='kill',
                                           pg_connections_pgbouncer_reset_databases=['scheduler']))
