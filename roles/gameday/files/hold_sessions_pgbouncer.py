@@ -36,6 +36,8 @@ psycopg2 = hs.psycopg2
 class PoolSession(hs.Session):
     """A client of PgBouncer: holder (idle in transaction), waiter (a query queued) or protected."""
 
+    cursor = None  # a waiter's cursor (an asynchronous query needs its cursor kept)
+
     def open(self, args):
         self.close()
         deadline = time.monotonic() + args.connect_timeout + 5
@@ -47,7 +49,8 @@ class PoolSession(hs.Session):
                 self.conn = conn
                 hs.wait_conn(conn, deadline)
                 # Sent, not waited for: it waits in PgBouncer's queue while the pool is full.
-                conn.cursor().execute('SELECT 1')
+                self.cursor = conn.cursor()
+                self.cursor.execute('SELECT 1')
                 return
             conn = psycopg2.connect(host=args.host, port=args.port, dbname=args.dbname, user=self.user,
                                     password=self.password, application_name=self.application_name,
@@ -121,7 +124,8 @@ class PoolHolder(hs.Holder):
             if session.kind == 'waiter':
                 if session.conn is not None and not session.conn.closed:
                     if not session.waiting():
-                        session.conn.cursor().execute('SELECT 1')
+                        session.cursor = session.conn.cursor()
+                        session.cursor.execute('SELECT 1')
                         opened += 1
                     continue
             elif session.conn is not None and not session.conn.closed:
