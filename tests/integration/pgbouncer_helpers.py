@@ -64,8 +64,10 @@ class Bouncer(object):
     def state(self):
         """What a check run must not change: SHOW POOLS counters (not the wait times, which grow by themselves)
         and SHOW DATABASES, without the admin console's own rows (our observer connection is one of them)."""
-        pools = sorted((r['database'], r['user'], r['cl_active'], r['cl_waiting'], r['sv_active'], r['sv_idle'],
-                        r['sv_used'], r['pool_mode']) for r in self.show('POOLS') if r['database'] != 'pgbouncer')
+        # A released server moves from sv_used to sv_idle by itself (PgBouncer tests it): count the servers.
+        pools = sorted((r['database'], r['user'], r['cl_active'], r['cl_waiting'], r['sv_active'],
+                        r['sv_idle'] + r['sv_used'] + r['sv_tested'], r['pool_mode'])
+                       for r in self.show('POOLS') if r['database'] != 'pgbouncer')
         databases = sorted((r['name'], r['pool_size'], r['paused'], r['disabled'], r['current_connections'])
                            for r in self.show('DATABASES') if r['name'] != 'pgbouncer')
         return dict(pools=pools, databases=databases)
