@@ -25,7 +25,7 @@ STAMP="$VENV/.requirements-test.sha256"
 # Debian packages the lab and the tests need (keep in sync with bindep.txt, profile test).
 APT_PACKAGES=(
   postgresql postgresql-client redis-server
-  docker.io docker-compose prometheus-alertmanager busybox-static
+  docker.io docker-compose prometheus-alertmanager busybox-static pgbouncer
   python3-venv curl ca-certificates rsync git make
   shellcheck chromium
   tcpdump nftables iproute2

@@ -15,6 +15,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
+import os
+import socket
+import threading
 import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
@@ -159,6 +162,10 @@ def open_connection(settings, autocommit=True):
     Raises psycopg2.Error; PgClient turns it into one message, a forked helper reports it its own way.
     """
     conn = psycopg2.connect(**settings['connect'])
+    if not settings['session']:
+        # No session settings (PgBouncer's admin console takes no SET and no SELECT): nothing to send.
+        conn.autocommit = autocommit
+        return conn
     try:
         conn.autocommit = True
         cursor = conn.cursor()
@@ -185,29 +192,39 @@ class PgClient(object):
     the ``lock_timeout`` and ``statement_timeout`` options.
     """
 
-    def __init__(self, module, autocommit=True):
+    def __init__(self, module, autocommit=True, settings=None, target=None, product='PostgreSQL',
+                 min_version=MIN_SERVER_VERSION, deadline=None):
+        """``settings``/``target``/``product``/``min_version``/``deadline`` serve another server that speaks
+        the PostgreSQL protocol (PgBouncer's admin console, ``_pgbouncer.py``): prebuilt connection settings
+        (``session`` empty: nothing is SET), the text naming the target in messages, the product's name, no
+        version check (None), and a client-side bound in seconds on every statement (the socket is shut down
+        when a statement runs longer, and the statement fails with a message naming the bound)."""
         self.module = module
         self.params = module.params
         self._executed = []
         self._conn = None
+        self.product = product
+        self.deadline = deadline
+        self._timed_out = False
         ensure_psycopg2(module)
-        self._settings = connection_settings(module)
-        self._connect(autocommit)
+        self._settings = settings or connection_settings(module)
+        self.target = target or describe_target(self.params)
+        self._connect(autocommit, min_version)
 
-    def _connect(self, autocommit):
+    def _connect(self, autocommit, min_version=MIN_SERVER_VERSION):
         p = self.params
         try:
             self._conn = open_connection(self._settings, autocommit)
         except psycopg2.Error as exc:
-            msg = 'Unable to connect to PostgreSQL at %s: %s' % (describe_target(p), _first_line(exc))
+            msg = 'Unable to connect to %s at %s: %s' % (self.product, self.target, _first_line(exc))
             if p.get('unreachable') == 'unknown':
                 # A diagnosis reports a server it cannot reach (status unknown), as postgresql_ping does.
                 self.module.exit_json(**diagnosis_result('unknown', [msg], msg=msg, executed_queries=[]))
             self.module.fail_json(msg=msg)
         self.server_version = self._conn.server_version
-        if self.server_version < MIN_SERVER_VERSION:
+        if min_version is not None and self.server_version < min_version:
             self.fail('PostgreSQL %s at %s is not supported: this collection needs PostgreSQL 13 or newer'
-                      % (self.version_string, describe_target(p)))
+                      % (self.version_string, self.target))
 
     @property
     def version_string(self):
@@ -238,6 +255,8 @@ class PgClient(object):
 
     def _error_message(self, exc):
         text = _first_line(exc)
+        if self._timed_out:
+            return 'no answer within %gs (the client-side deadline): the connection was closed' % self.deadline
         code = getattr(exc, 'pgcode', None)
         if code == '55P03' or 'lock timeout' in text:
             text += ' (lock_timeout %s: another session holds the lock; raise lock_timeout to wait longer)' \
@@ -250,10 +269,13 @@ class PgClient(object):
         """Run one statement: rows (fetch) or rowcount; with fail=False, (result, error text) instead."""
         sql = self.render(sql)
         cursor = self._conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+        watchdog = self._watchdog()
         try:
             try:
                 cursor.execute(sql, params)
             finally:
+                if watchdog is not None:
+                    watchdog.cancel()
                 if cursor.query is not None:
                     self._executed.append(excerpt(to_native(cursor.query), 0))
             if fetch and cursor.description is not None:
@@ -267,14 +289,42 @@ class PgClient(object):
             self.fail(NUL_MESSAGE % 'a value bound to the query', query=excerpt(sql, 0))
         except psycopg2.Error as exc:
             if fail:
-                if not self._conn.autocommit:
+                if not self._conn.autocommit and not self._conn.closed:
                     self._conn.rollback()
-                self.fail('Query failed on PostgreSQL at %s: %s'
-                          % (describe_target(self.params), self._error_message(exc)), query=excerpt(sql, 0))
+                self.fail('Query failed on %s at %s: %s'
+                          % (self.product, self.target, self._error_message(exc)), query=excerpt(sql, 0))
             return None, self._error_message(exc)
         finally:
             cursor.close()
         return None  # not reached: fail() exits
+
+    def _watchdog(self):
+        """With a ``deadline``: a timer that shuts the socket down when the statement outlives it (psycopg2
+        releases the GIL while it waits, so the timer runs; libpq then reports a closed connection)."""
+        if not self.deadline:
+            return None
+        self._timed_out = False
+        fd = self._conn.fileno()
+
+        def expire():
+            self._timed_out = True
+            try:
+                sock = socket.socket(fileno=os.dup(fd))
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                finally:
+                    sock.close()
+            except OSError:
+                pass
+        timer = threading.Timer(self.deadline, expire)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    @property
+    def timed_out(self):
+        """True when the last statement ran into the client-side ``deadline``."""
+        return self._timed_out
 
     def query(self, sql, params=None):
         """Run a statement and return its rows as a list of dicts."""
@@ -320,8 +370,8 @@ class PgClient(object):
                 else:
                     self._conn.rollback()
             except psycopg2.Error as exc:
-                self.fail('Could not %s the transaction on PostgreSQL at %s: %s'
-                          % ('commit' if commit else 'end', describe_target(self.params), self._error_message(exc)))
+                self.fail('Could not %s the transaction on %s at %s: %s'
+                          % ('commit' if commit else 'end', self.product, self.target, self._error_message(exc)))
         finally:
             if self._conn is not None:
                 self._conn.autocommit = True

@@ -7,7 +7,8 @@ entries made by make_action (action, target, detail, done), none done in check m
 
 Real servers only: a private PostgreSQL started for the session (private_postgres.py, no lab needed) and an
 HTTP server on loopback, a private redis-server on a Unix socket and a private Alertmanager, started here. The service modules are
-checked on the FAKE backend in test_service_driver.py instead.
+checked on the FAKE backend in test_service_driver.py instead. The PgBouncer modules run against a private, real
+PgBouncer on a Unix socket (private_pgbouncer.py).
 """
 import glob
 import http.server
@@ -24,6 +25,7 @@ import psycopg2
 import pytest
 
 from module_harness import Exited, Failed, run
+from private_pgbouncer import PrivatePgBouncer
 from private_postgres import PrivatePostgres
 
 from ansible_collections.incident.response.plugins.module_utils._common import ACTION_KEYS, STATUS_ORDER
@@ -47,6 +49,8 @@ from ansible_collections.incident.response.plugins.modules import (
     bull_queue_info,
     pg_activity_info,
     pg_backends,
+    pgbouncer_info,
+    pgbouncer_pool,
     redis_flush,
     redis_info,
     service_info,
@@ -61,20 +65,21 @@ from ansible_collections.incident.response.plugins.modules import (
 
 MODULES_DIR = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'plugins', 'modules')
 DIAGNOSES = {'pg_activity_info', 'tview_info', 'http_check', 'service_info', 'incident_info', 'incident_metrics_info',
-             'incident_timers_info', 'redis_info', 'bull_queue_info', 'alertmanager_alert_info', 'alert_route_info'}
+             'incident_timers_info', 'redis_info', 'bull_queue_info', 'alertmanager_alert_info', 'alert_route_info',
+             'pgbouncer_info'}
 REMEDIATIONS = {'pg_backends', 'tview_state', 'tview_queue', 'tview_lock', 'service_scale', 'service_pause',
                 'service_restart', 'deployment_rollback', 'incident', 'incident_notify', 'incident_review',
                 'incident_monitor', 'bull_queue', 'alertmanager_silence', 'redis_flush', 'evidence_capture',
-                'packet_capture', 'firewall_block'}
+                'packet_capture', 'firewall_block', 'pgbouncer_pool'}
 INCIDENT_MODULES = {'incident', 'incident_info', 'incident_metrics_info', 'incident_timers_info', 'incident_notify',
                     'incident_review', 'incident_monitor'}
 SERVICE_MODULES = {'service_info', 'service_scale', 'service_pause', 'service_restart', 'deployment_rollback'}
 MODULES = dict((m.__name__.rsplit('.', 1)[-1], m) for m in (
     alert_route_info, alertmanager_alert_info, alertmanager_silence, deployment_rollback, http_check, incident,
     incident_info, incident_metrics_info, incident_monitor, incident_notify, incident_review, incident_timers_info,
-    bull_queue, bull_queue_info, redis_flush, redis_info, pg_activity_info, pg_backends, service_info, service_pause,
-    service_restart, service_scale, tview_info, tview_lock, tview_queue, tview_state, evidence_capture,
-    packet_capture, firewall_block))
+    bull_queue, bull_queue_info, redis_flush, redis_info, pg_activity_info, pg_backends, pgbouncer_info,
+    pgbouncer_pool, service_info, service_pause, service_restart, service_scale, tview_info, tview_lock, tview_queue,
+    tview_state, evidence_capture, packet_capture, firewall_block))
 VICTIM = 'ir-shape-victim'
 
 
@@ -192,6 +197,14 @@ def alertmanager_url():
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.fixture(scope='module')
+def pgbouncer():
+    """A private, real PgBouncer on a Unix socket (private_pgbouncer.py), for the PgBouncer modules."""
+    server = PrivatePgBouncer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def idle_in_transaction(postgres):
     """A real session idle in transaction: pg_activity_info with idle_in_transaction_age=0 warns about it."""
@@ -260,7 +273,22 @@ PAYLOAD = dict(version='4', status='firing', receiver='rulebook', alerts=[dict(
     startsAt='2026-12-01T21:00:00Z', endsAt='0001-01-01T00:00:00Z', fingerprint='3a5c0e1f2b4d6a78')])
 
 
+def pgb(**args):
+    """PgBouncer modules on the private PgBouncer (its connection is put in by the test)."""
+    return lambda postgres, base: dict(args)
+
+
 CASES = [
+    ('pgbouncer_info', 'ok', pgb(), False, False),
+    ('pgbouncer_info', 'one-database', pgb(databases=['appdb']), False, False),
+    ('pgbouncer_info', 'unreachable-unknown', plain(host='127.0.0.1', port=1, unreachable='unknown'), False, False),
+    ('pgbouncer_pool', 'pause-check-diff', pgb(action='pause', databases=['appdb']), True, True),
+    ('pgbouncer_pool', 'pause', pgb(action='pause', databases=['appdb']), False, False),
+    ('pgbouncer_pool', 'pause-again-diff', pgb(action='pause', databases=['appdb']), False, True),
+    ('pgbouncer_pool', 'resume-diff', pgb(action='resume', databases=['appdb']), False, True),
+    ('pgbouncer_pool', 'resume-again', pgb(action='resume', databases=['appdb']), False, False),
+    ('pgbouncer_pool', 'reconnect-nothing', pgb(action='reconnect', databases=['appdb']), False, False),
+    ('pgbouncer_pool', 'kill-nothing-check', pgb(action='kill', databases=['appdb'], allow_kill=True), True, True),
     ('alertmanager_alert_info', 'none-firing', am(labels=dict(alertname='NoActiveWorkers')), False, False),
     ('alertmanager_alert_info', 'unreachable-unknown', plain(url='http://127.0.0.1:1'), False, False),
     ('alertmanager_silence', 'check-diff', am(**SILENCE), True, True),
@@ -390,6 +418,8 @@ def test_result_shape(name, build, check, diff, request):
         args['unix_socket'] = request.getfixturevalue('redis_socket')
     if name == 'firewall_block':
         args['netns'] = request.getfixturevalue('netns')
+    if name.startswith('pgbouncer_') and 'host' not in args:
+        args.update(request.getfixturevalue('pgbouncer').connection())
     kind, result = run(MODULES[name], args)
     assert kind is Exited, result.get('msg')
     assert 'exception' not in result and 'module_stderr' not in result
@@ -399,13 +429,16 @@ def test_result_shape(name, build, check, diff, request):
         assert_remediation(result, check, diff)
 
 
-def test_the_statuses_the_cases_reach(postgres, http_base, idle_in_transaction):
+def test_the_statuses_the_cases_reach(postgres, http_base, idle_in_transaction, pgbouncer):
     """The cases above are not all 'ok': warning, critical and unknown are reached for real."""
     seen = set()
     for name, case, build, check, diff in CASES:
         if name not in DIAGNOSES or name in SERVICE_MODULES:
             continue
-        kind, result = run(MODULES[name], dict(build(postgres, http_base), _ansible_check_mode=check))
+        args = build(postgres, http_base)
+        if name.startswith('pgbouncer_') and 'host' not in args:
+            args.update(pgbouncer.connection())
+        kind, result = run(MODULES[name], dict(args, _ansible_check_mode=check))
         assert kind is Exited, result
         seen.add(result['status'])
     assert seen == set(STATUS_ORDER)
