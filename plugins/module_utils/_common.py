@@ -445,16 +445,41 @@ def validate_wait_args(module):
         module.fail_json(msg='wait_sleep must be at least 1 second, got %s' % module.params['wait_sleep'])
 
 
+# What a secret looks like in free text. Order matters: the specific shapes first.
+_SECRET_KEY = r'[\w.-]{0,40}(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key)[\w.-]{0,40}'
+_SECRET_VALUE = r'("(?:[^"\\]|\\.)*"|\'(?:[^\']|\'\')*\'|[^\s,;&}\])]+)'
+# pgcrypto and friends take the key as an argument: every string literal of their arguments is masked.
+_KEYED_FUNCTION = re.compile(r'(\b(?:pgp_sym_\w+|pgp_pub_\w+|encrypt(?:_iv)?|decrypt(?:_iv)?|hmac|crypt|'
+                             r'gen_salt_with|set_config)\s*\()([^()]*)(\))', re.IGNORECASE)
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
+
+
+def _mask_arguments(match):
+    return match.group(1) + _LITERAL.sub("'********'", match.group(2)) + match.group(3)
+
+
 _SECRET_PATTERNS = (
-    (re.compile(r"(PASSWORD\s+)('(?:[^']|'')*'|\"[^\"]*\"|\S+)", re.IGNORECASE), r"\1'********'"),
-    (re.compile(r'((?:password|passwd|pwd|secret|token|api_key)\s*[=:]\s*)("[^"]*"|\'[^\']*\'|[^\s,;&]+)',
-                re.IGNORECASE), r'\1********'),
-    (re.compile(r'(://[^:/@\s]+:)([^@/\s]+)(@)'), r'\1********\3'),
+    # Authorization: Bearer xyz / Basic xyz / Token xyz, in headers, JSON or dicts
+    (re.compile(r'(\b(?:proxy-)?authorization["\']?\s*[:=]\s*["\']?(?:(?:bearer|basic|token|digest|negotiate)\s+)?)'
+                r'([^\s"\',;]+)', re.IGNORECASE), r'\1********'),
+    (re.compile(r'(\bbearer\s+)([A-Za-z0-9._~+/=-]{4,})', re.IGNORECASE), r'\1********'),
+    (_KEYED_FUNCTION, _mask_arguments),
+    # password => 'x' (named arguments), "password": "x" (JSON), password=x, token: x, PGPASSWORD=x
+    (re.compile(r'(["\']?' + _SECRET_KEY + r'["\']?\s*(?:=>|:=|=|:)\s*)' + _SECRET_VALUE, re.IGNORECASE),
+     lambda m: m.group(1) + ('"********"' if m.group(2).startswith('"') else
+                             "'********'" if m.group(2).startswith("'") else '********')),
+    # ALTER ROLE x PASSWORD 'y'
+    (re.compile(r"(PASSWORD\s+)('(?:[^']|'')*'|\"[^\"]*\"|(?!=>)[^\s'\"=:][^\s,;]*)", re.IGNORECASE),
+     r"\1'********'"),
+    # user:pass@ in URLs, also an empty user (redis://:pw@host)
+    (re.compile(r'(://[^:/@\s]*:)([^@/\s]+)(@)'), r'\1********\3'),
+    # redis-cli -a pw / --pass pw
+    (re.compile(r'(\bredis-cli\b[^\n]*?\s(?:-a|--pass)\s+)(\S+)'), r'\1********'),
 )
 
 
 def redact(text):
-    """Mask passwords and tokens in free text (queries, URLs, command lines)."""
+    """Mask passwords and tokens in free text (queries, URLs, command lines, JSON, headers, log lines)."""
     if not text:
         return text
     for pattern, replacement in _SECRET_PATTERNS:
