@@ -238,9 +238,17 @@ def new_module(module_class, argument_spec, **kwargs):
     convert without an exception (``'inf'`` for an int option raises OverflowError, ``10**400`` for a float
     option too) fails the module with one message naming the option, instead of a traceback."""
     try:
-        return module_class(argument_spec=argument_spec, **kwargs)
+        module = module_class(argument_spec=argument_spec, **kwargs)
     except (OverflowError, ArithmeticError, ValueError, TypeError) as exc:
         problem = exc
+    else:
+        # A NUL in a path is a ValueError of every os call that gets it (found by fuzzing, issue 9).
+        for name, spec in argument_spec.items():
+            value = module.params.get(name)
+            values = value if isinstance(value, list) else [value]
+            if spec.get('type') == 'path' and any(isinstance(v, str) and '\x00' in v for v in values):
+                module.fail_json(msg='%s: a path must not contain a NUL character' % name)
+        return module
     # Read the arguments again without type conversion (secrets still masked), to say which one is wrong.
     raw_spec = dict((name, dict(type='raw', no_log=bool(spec.get('no_log')), aliases=spec.get('aliases') or []))
                     for name, spec in argument_spec.items())
@@ -248,6 +256,14 @@ def new_module(module_class, argument_spec, **kwargs):
     culprit = None
     for name, spec in argument_spec.items():
         value = module.params.get(name)
+        if value is not None and spec.get('options') and spec.get('type') in ('dict', 'list'):
+            # ansible-core's suboption handling raises TypeError on a scalar where it wants a dict (or list).
+            items = value if spec.get('type') == 'list' and isinstance(value, list) else [value]
+            if spec.get('type') == 'list' and not isinstance(value, list) or \
+                    not all(isinstance(item, (dict, str)) for item in items):
+                culprit = name
+                module.fail_json(msg='%s: expected %s, got %s' % (
+                    name, 'a list of dicts' if spec.get('type') == 'list' else 'a dict', _shown(value)))
         if value is None or spec.get('type') not in ('int', 'float'):
             continue
         try:
