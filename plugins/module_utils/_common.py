@@ -462,7 +462,7 @@ def validate_wait_args(module):
 
 
 # What a secret looks like in free text. Order matters: the specific shapes first.
-_SECRET_KEY = r'[\w.-]{0,40}(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key)[\w.-]{0,40}'
+_SECRET_KEY = r'(?<![\w.-])[\w.-]{0,40}(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key)[\w.-]{0,40}'
 _SECRET_VALUE = r'("(?:[^"\\]|\\.)*"|\'(?:[^\']|\'\')*\'|[^\s,;&}\])]+)'
 # pgcrypto and friends take the key as an argument: every string literal of their arguments is masked.
 _KEYED_FUNCTION = re.compile(r'(\b(?:pgp_sym_\w+|pgp_pub_\w+|encrypt(?:_iv)?|decrypt(?:_iv)?|hmac|crypt|'

@@ -349,7 +349,7 @@ class HttpCheckModule(AnsibleModule):
 
     def fail_json(self, msg, **kwargs):
         self._mask_credentials()
-        super(HttpCheckModule, self).fail_json(msg, **kwargs)
+        super(HttpCheckModule, self).fail_json(msg=msg, **kwargs)
 
 
 def main():
