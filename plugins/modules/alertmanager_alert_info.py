@@ -196,8 +196,8 @@ def main():
     )
     argument_spec.update(ALERTMANAGER_ARGUMENT_SPEC)
     module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=ALERTMANAGER_MUTUALLY_EXCLUSIVE,
-                           required_together=ALERTMANAGER_REQUIRED_TOGETHER)
+                        mutually_exclusive=ALERTMANAGER_MUTUALLY_EXCLUSIVE,
+                        required_together=ALERTMANAGER_REQUIRED_TOGETHER)
     p = module.params
 
     filters = []

@@ -310,7 +310,7 @@ def main():
         export_dir=dict(type='path', default='~/.ansible/incident-response/bull-exports'),
     )
     module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[('action', 'clean', ('job_state', 'older_than'))])
+                        required_if=[('action', 'clean', ('job_state', 'older_than'))])
     p = module.params
     try:
         older_than = parse_duration(p['older_than'], 'older_than')

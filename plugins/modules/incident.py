@@ -611,8 +611,8 @@ def main():
     )
     argument_spec.update(inc.store_argument_spec())
     module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[('state', 'update', ('incident_id',)), ('state', 'event', ('incident_id',)),
-                                        ('state', 'close', ('incident_id',))])
+                        required_if=[('state', 'update', ('incident_id',)), ('state', 'event', ('incident_id',)),
+                                     ('state', 'close', ('incident_id',))])
     store = None
     try:
         runner = Runner(module)

@@ -486,7 +486,7 @@ def main():
     )
     argument_spec.update(inc.store_argument_spec())
     module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[('state', 'record', ('run_id',)), ('state', 'finish', ('run_id',))])
+                        required_if=[('state', 'record', ('run_id',)), ('state', 'finish', ('run_id',))])
     monitor = None
     try:
         monitor = Monitor(module)
