@@ -223,8 +223,9 @@ class ComposeBackend(ServiceBackend):
                                'ssh://USER@HOST): %s' % (self.docker_host_label, self._short(exc)))
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             raise BackendError('cannot reach the Docker daemon at %s: %s' % (self.docker_host_label, self._short(exc)))
-        self._labels_dir_files()
-        if not self._containers() and not self.files and not self.project_dir:
+        containers = self._containers(sparse=True)
+        self._labels_dir_files(containers)
+        if not containers and not self.files and not self.project_dir:
             raise BackendError('compose project %s not found on %s: no container carries the label %s=%s '
                                '(give files or project_dir to manage a project with no containers)'
                                % (self.project, self.docker_host_label, LABEL_PROJECT, self.project))
@@ -248,7 +249,7 @@ class ComposeBackend(ServiceBackend):
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             raise BackendError('%s failed on %s: %s' % (what, self.docker_host_label, self._short(exc)))
 
-    def _labels_dir_files(self):
+    def _labels_dir_files(self, containers):
         """Fill project_dir/files from the labels compose put on the containers when not given.
 
         Containers of one project can carry different file lists (a service recreated with an
@@ -257,8 +258,8 @@ class ComposeBackend(ServiceBackend):
         if self.files and self.project_dir:
             return
         dirs, file_sets = {}, {}
-        for container in self._containers():
-            labels = container.labels
+        for container in containers:
+            labels = container['Labels'] or {}
             if labels.get(LABEL_WORKING_DIR):
                 dirs[labels[LABEL_WORKING_DIR]] = dirs.get(labels[LABEL_WORKING_DIR], 0) + 1
             files = tuple(f for f in (labels.get(LABEL_CONFIG_FILES) or '').split(',') if f)
@@ -269,7 +270,9 @@ class ComposeBackend(ServiceBackend):
         if not self.files and file_sets:
             self.files = list(max(file_sets, key=file_sets.get))
 
-    def _containers(self, service=None):
+    def _containers(self, service=None, sparse=False):
+        """The containers of the project (or of one service), one-off runs left out. ``sparse``: the entries of the
+        engine's list (``Id``, ``Labels``, ``State``...), without inspecting each container."""
         filters = dict(label=['%s=%s' % (LABEL_PROJECT, self.project)])
         if service:
             filters['label'].append('%s=%s' % (LABEL_SERVICE, service))
@@ -278,6 +281,10 @@ class ComposeBackend(ServiceBackend):
         # other: 20 round trips for 20 workers, on every read of the service).
         found = self._api(what, self.client.api.containers, all=True, filters=filters)
         found = [entry for entry in found if (entry.get('Labels') or {}).get(LABEL_ONEOFF, 'False') != 'True']
+        if sparse:
+            for entry in found:
+                entry['Labels'] = entry.get('Labels') or {}
+            return found
         inspected = {}
         errors = []
 
@@ -338,7 +345,7 @@ class ComposeBackend(ServiceBackend):
 
     def service_names(self):
         """Services of the project: those of the compose file(s) when known, plus those with containers."""
-        names = set(c.labels.get(LABEL_SERVICE) for c in self._containers())
+        names = set(c['Labels'].get(LABEL_SERVICE) for c in self._containers(sparse=True))
         if self._config_services is None:
             self._config_services = []
             if self.files and all(os.path.exists(path) for path in self.files):
@@ -396,8 +403,11 @@ class ComposeBackend(ServiceBackend):
         new containers are created from the configuration of the running ones (the same image, command,
         environment, mounts, network, labels and config hash that compose gave them), numbered after the
         highest; scaling down stops and removes the highest numbers, all at once. False (the CLI does it)
-        when the instances do not share one configuration, none runs, or the network setup is more than
-        one network (compose would then be the safer author)."""
+        when ``files`` are given, the instances do not share one configuration, none runs, or the network
+        setup is more than one network (compose would then be the safer author)."""
+        if self.module.params.get('files'):
+            # The operator named the compose files: their configuration is the one to scale to (the CLI).
+            return False
         live = [c for c in containers if c.status not in ('removing', 'dead')]
         if len(live) != len(containers) or not live:
             return False
