@@ -58,7 +58,10 @@ def main():
                           'up', '--detach', '--no-deps', '--no-recreate', '--scale', 'worker=%d' % replicas, 'worker']
 
     results = {'service_scale': [], 'compose CLI': []}
+    ping = [ansible, 'localhost', '-i', os.path.join(ROOT, 'inventory', 'lab.yml'), '-m', 'ansible.builtin.ping']
+    startup = []
     for index in range(args.rounds):
+        startup.append(run(ping, env))
         for name, build in (('service_scale', module), ('compose CLI', cli)):
             up = run(build(args.high), env)
             assert running_workers(env) == args.high, 'expected %d workers' % args.high
@@ -72,6 +75,10 @@ def main():
     print('')
     print('median %d -> %d -> %d: service_scale %.2fs, compose CLI (%s) %.2fs, ratio %.2f' % (
         args.low, args.high, args.low, module_median, ' '.join(compose), cli_median, module_median / cli_median))
+    # What any module run pays before the module starts (two runs per round): the floor of the ratio.
+    floor = statistics.median(startup)
+    print('ansible ad hoc start-up (ansible.builtin.ping) %.2fs per run; service_scale less two start-ups %.2fs, '
+          'ratio %.2f' % (floor, module_median - 2 * floor, (module_median - 2 * floor) / cli_median))
     return 0
 
 

@@ -163,6 +163,19 @@ class AlertmanagerClient(object):
         self.ca_path = params.get('ca_path')
         self.validate_certs = params.get('validate_certs', True)
         self.timeout = params.get('timeout') or 10
+        # HTTP headers are latin-1 on one line: anything else would be a traceback of http.client (fuzzing, issue 9).
+        for name in ('url_username', 'url_password', 'bearer_token'):
+            value = params.get(name)
+            if value is None:
+                continue
+            try:
+                value.encode('latin-1')
+                bad = any(c in value for c in '\r\n\x00')
+            except (UnicodeEncodeError, AttributeError):
+                bad = True
+            if bad:
+                raise AlertmanagerError('%s must be one line of latin-1 characters (it goes into an HTTP header)'
+                                        % name)
 
     def request(self, method, path, query=None, body=None):
         """One API call; returns the decoded JSON (or None for an empty body). Raises AlertmanagerError."""

@@ -238,9 +238,17 @@ def new_module(module_class, argument_spec, **kwargs):
     convert without an exception (``'inf'`` for an int option raises OverflowError, ``10**400`` for a float
     option too) fails the module with one message naming the option, instead of a traceback."""
     try:
-        return module_class(argument_spec=argument_spec, **kwargs)
+        module = module_class(argument_spec=argument_spec, **kwargs)
     except (OverflowError, ArithmeticError, ValueError, TypeError) as exc:
         problem = exc
+    else:
+        # A NUL in a path is a ValueError of every os call that gets it (found by fuzzing, issue 9).
+        for name, spec in argument_spec.items():
+            value = module.params.get(name)
+            values = value if isinstance(value, list) else [value]
+            if spec.get('type') == 'path' and any(isinstance(v, str) and '\x00' in v for v in values):
+                module.fail_json(msg='%s: a path must not contain a NUL character' % name)
+        return module
     # Read the arguments again without type conversion (secrets still masked), to say which one is wrong.
     raw_spec = dict((name, dict(type='raw', no_log=bool(spec.get('no_log')), aliases=spec.get('aliases') or []))
                     for name, spec in argument_spec.items())
@@ -248,6 +256,14 @@ def new_module(module_class, argument_spec, **kwargs):
     culprit = None
     for name, spec in argument_spec.items():
         value = module.params.get(name)
+        if value is not None and spec.get('options') and spec.get('type') in ('dict', 'list'):
+            # ansible-core's suboption handling raises TypeError on a scalar where it wants a dict (or list).
+            items = value if spec.get('type') == 'list' and isinstance(value, list) else [value]
+            if spec.get('type') == 'list' and not isinstance(value, list) or \
+                    not all(isinstance(item, (dict, str)) for item in items):
+                culprit = name
+                module.fail_json(msg='%s: expected %s, got %s' % (
+                    name, 'a list of dicts' if spec.get('type') == 'list' else 'a dict', _shown(value)))
         if value is None or spec.get('type') not in ('int', 'float'):
             continue
         try:
@@ -445,16 +461,41 @@ def validate_wait_args(module):
         module.fail_json(msg='wait_sleep must be at least 1 second, got %s' % module.params['wait_sleep'])
 
 
+# What a secret looks like in free text. Order matters: the specific shapes first.
+_SECRET_KEY = r'(?<![\w.-])[\w.-]{0,40}(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key)[\w.-]{0,40}'
+_SECRET_VALUE = r'("(?:[^"\\]|\\.)*"|\'(?:[^\']|\'\')*\'|[^\s,;&}\])]+)'
+# pgcrypto and friends take the key as an argument: every string literal of their arguments is masked.
+_KEYED_FUNCTION = re.compile(r'(\b(?:pgp_sym_\w+|pgp_pub_\w+|encrypt(?:_iv)?|decrypt(?:_iv)?|hmac|crypt|'
+                             r'gen_salt_with|set_config)\s*\()([^()]*)(\))', re.IGNORECASE)
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
+
+
+def _mask_arguments(match):
+    return match.group(1) + _LITERAL.sub("'********'", match.group(2)) + match.group(3)
+
+
 _SECRET_PATTERNS = (
-    (re.compile(r"(PASSWORD\s+)('(?:[^']|'')*'|\"[^\"]*\"|\S+)", re.IGNORECASE), r"\1'********'"),
-    (re.compile(r'((?:password|passwd|pwd|secret|token|api_key)\s*[=:]\s*)("[^"]*"|\'[^\']*\'|[^\s,;&]+)',
-                re.IGNORECASE), r'\1********'),
-    (re.compile(r'(://[^:/@\s]+:)([^@/\s]+)(@)'), r'\1********\3'),
+    # Authorization: Bearer xyz / Basic xyz / Token xyz, in headers, JSON or dicts
+    (re.compile(r'(\b(?:proxy-)?authorization["\']?\s*[:=]\s*["\']?(?:(?:bearer|basic|token|digest|negotiate)\s+)?)'
+                r'([^\s"\',;]+)', re.IGNORECASE), r'\1********'),
+    (re.compile(r'(\bbearer\s+)([A-Za-z0-9._~+/=-]{4,})', re.IGNORECASE), r'\1********'),
+    (_KEYED_FUNCTION, _mask_arguments),
+    # password => 'x' (named arguments), "password": "x" (JSON), password=x, token: x, PGPASSWORD=x
+    (re.compile(r'(["\']?' + _SECRET_KEY + r'["\']?\s*(?:=>|:=|=|:)\s*)' + _SECRET_VALUE, re.IGNORECASE),
+     lambda m: m.group(1) + ('"********"' if m.group(2).startswith('"') else
+                             "'********'" if m.group(2).startswith("'") else '********')),
+    # ALTER ROLE x PASSWORD 'y'
+    (re.compile(r"(PASSWORD\s+)('(?:[^']|'')*'|\"[^\"]*\"|(?!=>)[^\s'\"=:][^\s,;]*)", re.IGNORECASE),
+     r"\1'********'"),
+    # user:pass@ in URLs, also an empty user (redis://:pw@host)
+    (re.compile(r'(://[^:/@\s]*:)([^@/\s]+)(@)'), r'\1********\3'),
+    # redis-cli -a pw / --pass pw
+    (re.compile(r'(\bredis-cli\b[^\n]*?\s(?:-a|--pass)\s+)(\S+)'), r'\1********'),
 )
 
 
 def redact(text):
-    """Mask passwords and tokens in free text (queries, URLs, command lines)."""
+    """Mask passwords and tokens in free text (queries, URLs, command lines, JSON, headers, log lines)."""
     if not text:
         return text
     for pattern, replacement in _SECRET_PATTERNS:

@@ -223,8 +223,9 @@ class ComposeBackend(ServiceBackend):
                                'ssh://USER@HOST): %s' % (self.docker_host_label, self._short(exc)))
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             raise BackendError('cannot reach the Docker daemon at %s: %s' % (self.docker_host_label, self._short(exc)))
-        self._labels_dir_files()
-        if not self._containers() and not self.files and not self.project_dir:
+        containers = self._containers(sparse=True)
+        self._labels_dir_files(containers)
+        if not containers and not self.files and not self.project_dir:
             raise BackendError('compose project %s not found on %s: no container carries the label %s=%s '
                                '(give files or project_dir to manage a project with no containers)'
                                % (self.project, self.docker_host_label, LABEL_PROJECT, self.project))
@@ -248,7 +249,7 @@ class ComposeBackend(ServiceBackend):
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             raise BackendError('%s failed on %s: %s' % (what, self.docker_host_label, self._short(exc)))
 
-    def _labels_dir_files(self):
+    def _labels_dir_files(self, containers):
         """Fill project_dir/files from the labels compose put on the containers when not given.
 
         Containers of one project can carry different file lists (a service recreated with an
@@ -257,8 +258,8 @@ class ComposeBackend(ServiceBackend):
         if self.files and self.project_dir:
             return
         dirs, file_sets = {}, {}
-        for container in self._containers():
-            labels = container.labels
+        for container in containers:
+            labels = container['Labels'] or {}
             if labels.get(LABEL_WORKING_DIR):
                 dirs[labels[LABEL_WORKING_DIR]] = dirs.get(labels[LABEL_WORKING_DIR], 0) + 1
             files = tuple(f for f in (labels.get(LABEL_CONFIG_FILES) or '').split(',') if f)
@@ -269,13 +270,46 @@ class ComposeBackend(ServiceBackend):
         if not self.files and file_sets:
             self.files = list(max(file_sets, key=file_sets.get))
 
-    def _containers(self, service=None):
+    def _containers(self, service=None, sparse=False):
+        """The containers of the project (or of one service), one-off runs left out. ``sparse``: the entries of the
+        engine's list (``Id``, ``Labels``, ``State``...), without inspecting each container."""
         filters = dict(label=['%s=%s' % (LABEL_PROJECT, self.project)])
         if service:
             filters['label'].append('%s=%s' % (LABEL_SERVICE, service))
-        found = self._api('listing the containers of compose project %s' % self.project,
-                          self.client.containers.list, all=True, filters=filters)
-        return [c for c in found if c.labels.get(LABEL_ONEOFF, 'False') != 'True']
+        what = 'listing the containers of compose project %s' % self.project
+        # One list call, then the inspections in parallel (the SDK's list() inspects one container after the
+        # other: 20 round trips for 20 workers, on every read of the service).
+        found = self._api(what, self.client.api.containers, all=True, filters=filters)
+        found = [entry for entry in found if (entry.get('Labels') or {}).get(LABEL_ONEOFF, 'False') != 'True']
+        if sparse:
+            for entry in found:
+                entry['Labels'] = entry.get('Labels') or {}
+            return found
+        inspected = {}
+        errors = []
+
+        def inspect(entry):
+            try:
+                inspected[entry['Id']] = self.client.api.inspect_container(entry['Id'])
+            except docker.errors.NotFound:
+                pass  # removed between the list and the inspection: not a container of the service any more
+            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+                errors.append(exc)
+
+        if len(found) > 1:
+            threads = [threading.Thread(target=inspect, args=(entry,)) for entry in found]
+            for index in range(0, len(threads), 16):
+                for thread in threads[index:index + 16]:
+                    thread.start()
+                for thread in threads[index:index + 16]:
+                    thread.join(self.timeout)
+        else:
+            for entry in found:
+                inspect(entry)
+        if errors:
+            raise BackendError('%s failed on %s: %s' % (what, self.docker_host_label, self._short(errors[0])))
+        return [self.client.containers.prepare_model(inspected[entry['Id']]) for entry in found
+                if entry['Id'] in inspected]
 
     def compose_cmd(self):
         if self._compose_cmd is None:
@@ -311,7 +345,7 @@ class ComposeBackend(ServiceBackend):
 
     def service_names(self):
         """Services of the project: those of the compose file(s) when known, plus those with containers."""
-        names = set(c.labels.get(LABEL_SERVICE) for c in self._containers())
+        names = set(c['Labels'].get(LABEL_SERVICE) for c in self._containers(sparse=True))
         if self._config_services is None:
             self._config_services = []
             if self.files and all(os.path.exists(path) for path in self.files):
@@ -355,11 +389,134 @@ class ComposeBackend(ServiceBackend):
         )
 
     def scale(self, name, replicas):
-        self._require(name)
+        containers = self._require(name)
         if replicas < 0:
             raise BackendError('replicas must not be negative, got %s' % replicas)
+        if self._scale_through_engine(name, containers, replicas):
+            return
         self.run_compose(['up', '--detach', '--no-deps', '--no-recreate', '--scale', '%s=%d' % (name, replicas), name],
                          'scaling service %s of compose project %s to %d' % (name, self.project, replicas))
+
+    # ---------------------------------------------------------------- scale through the engine API
+    def _scale_through_engine(self, name, containers, replicas):
+        """Scale the way ``compose up --scale --no-recreate`` does, through the engine API and in parallel:
+        new containers are created from the configuration of the running ones (the same image, command,
+        environment, mounts, network, labels and config hash that compose gave them), numbered after the
+        highest; scaling down stops and removes the highest numbers, all at once. False (the CLI does it)
+        when ``files`` are given, the instances do not share one configuration, none runs, or the network
+        setup is more than one network (compose would then be the safer author)."""
+        if self.module.params.get('files'):
+            # The operator named the compose files: their configuration is the one to scale to (the CLI).
+            return False
+        live = [c for c in containers if c.status not in ('removing', 'dead')]
+        if len(live) != len(containers) or not live:
+            return False
+        if replicas < len(live):
+            by_number = sorted(live, key=lambda c: int(c.labels.get(LABEL_NUMBER) or 0))
+            self._parallel('scaling service %s of compose project %s down to %d' % (name, self.project, replicas),
+                           self._stop_and_remove, by_number[replicas:])
+            return True
+        if replicas == len(live):
+            return True
+        template = self._template(live)
+        if template is None:
+            return False
+        numbers = [int(c.labels.get(LABEL_NUMBER) or 0) for c in live]
+        base = re.sub(r'([_-])%d$' % numbers[live.index(template)], r'\1', template.name)
+        if base == template.name:
+            return False
+        new_numbers = range(max(numbers) + 1, max(numbers) + 1 + replicas - len(live))
+        self._parallel('scaling service %s of compose project %s up to %d' % (name, self.project, replicas),
+                       lambda number: self._create_and_start(template, base, number), list(new_numbers))
+        return True
+
+    @staticmethod
+    def _template(live):
+        """The running container to copy, when every instance has the same compose config hash and image."""
+        hashes = set(c.labels.get('com.docker.compose.config-hash') for c in live)
+        images = set((c.attrs.get('Config') or {}).get('Image') for c in live)
+        if len(hashes) != 1 or None in hashes or len(images) != 1:
+            return None
+        running = [c for c in live if c.status == 'running']
+        if not running:
+            return None
+        template = running[0]
+        networks = (template.attrs.get('NetworkSettings') or {}).get('Networks') or {}
+        mode = (template.attrs.get('HostConfig') or {}).get('NetworkMode') or ''
+        if len(networks) > 1 or mode.startswith('container:'):
+            return None
+        return template
+
+    def _create_and_start(self, template, base, number):
+        attrs = template.attrs
+        config = dict(attrs.get('Config') or {})
+        host_config = dict(attrs.get('HostConfig') or {})
+        labels = dict(config.get('Labels') or {})
+        labels[LABEL_NUMBER] = str(number)
+        mode = host_config.get('NetworkMode') or 'default'
+        networking = None
+        networks = (attrs.get('NetworkSettings') or {}).get('Networks') or {}
+        if mode not in ('host', 'none') and networks:
+            net_name, endpoint = list(networks.items())[0]
+            aliases = [a for a in (endpoint or {}).get('Aliases') or [] if a not in (template.id[:12], template.name)]
+            networking = {'EndpointsConfig': {net_name: {'Aliases': aliases or None,
+                                                         'Links': (endpoint or {}).get('Links')}}}
+        body = dict((key, config.get(key)) for key in (
+            'User', 'Tty', 'OpenStdin', 'StdinOnce', 'AttachStdin', 'AttachStdout', 'AttachStderr', 'Env', 'Cmd',
+            'Image', 'Volumes', 'WorkingDir', 'Entrypoint', 'StopSignal', 'StopTimeout', 'Healthcheck',
+            'ExposedPorts', 'Shell', 'Domainname') if config.get(key) is not None)
+        if mode not in ('host',) and config.get('Hostname') and not template.id.startswith(config['Hostname']):
+            body['Hostname'] = config['Hostname']
+        body.update(Labels=labels, HostConfig=host_config)
+        if networking:
+            body['NetworkingConfig'] = networking
+        api = self.client.api
+        name = '%s%d' % (base, number)
+        # The engine's own create endpoint, with the template's configuration as it is (the SDK's create
+        # helpers would rebuild it from keyword arguments and lose what they do not know).
+        created = api._result(api._post_json(api._url('/containers/create'), data=body, params={'name': name}),
+                              True)
+        try:
+            api.start(created['Id'])
+        except Exception:
+            try:
+                api.remove_container(created['Id'], force=True)
+            except Exception:  # pylint: disable=broad-except
+                pass
+            raise
+
+    def _stop_and_remove(self, container):
+        timeout = (container.attrs.get('Config') or {}).get('StopTimeout')
+        api = self.client.api
+        api.stop(container.id, timeout=10 if timeout is None else timeout)
+        api.remove_container(container.id)
+
+    def _parallel(self, what, func, items):
+        """``func(item)`` for every item in threads (at most 16 at once); BackendError naming the first error."""
+        errors = []
+        lock = threading.Lock()
+        pending = list(items)
+
+        def worker():
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    item = pending.pop(0)
+                try:
+                    func(item)
+                except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+                    with lock:
+                        errors.append(self._short(exc))
+
+        threads = [threading.Thread(target=worker) for _index in range(min(len(pending), 16))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(self.timeout * 5, 300))
+        if errors:
+            raise BackendError('%s failed on %s: %s (%d of %d failed)' % (
+                what, self.docker_host_label, errors[0], len(errors), len(items)))
 
     def restart(self, name, instance_ids=None):
         containers = self._require(name)

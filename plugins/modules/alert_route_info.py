@@ -102,6 +102,8 @@ import json
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.incident.response.plugins.module_utils._common import new_module
 from ansible.module_utils.six import string_types
 
 MODES = ('act', 'check')
@@ -222,7 +224,7 @@ def route(alert, alert_map, default_route, incident_id):
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
+    module = new_module(AnsibleModule, argument_spec=dict(
         payload=dict(type='raw', required=True),
         alert_map=dict(type='dict', required=True),
         default_route=dict(type='dict', default=dict(playbook='alert_triage.yml', mode='act')),

@@ -143,6 +143,8 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.incident.response.plugins.module_utils._common import new_module
+
 from ansible_collections.incident.response.plugins.module_utils._alertmanager import (
     ALERTMANAGER_ARGUMENT_SPEC, ALERTMANAGER_MUTUALLY_EXCLUSIVE, ALERTMANAGER_REQUIRED_TOGETHER,
     AlertmanagerClient, AlertmanagerError)
@@ -184,9 +186,9 @@ def main():
         inhibited=dict(type='bool', default=True),
     )
     argument_spec.update(ALERTMANAGER_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=ALERTMANAGER_MUTUALLY_EXCLUSIVE,
-                           required_together=ALERTMANAGER_REQUIRED_TOGETHER)
+    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True,
+                        mutually_exclusive=ALERTMANAGER_MUTUALLY_EXCLUSIVE,
+                        required_together=ALERTMANAGER_REQUIRED_TOGETHER)
     p = module.params
 
     filters = []

@@ -200,6 +200,7 @@ from ansible_collections.incident.response.plugins.module_utils._alertmanager im
     AlertmanagerClient, AlertmanagerError, format_time, matcher_key, matches_everything, normalize_matcher,
     parse_time, utcnow)
 from ansible_collections.incident.response.plugins.module_utils._common import (
+    new_module,
     DurationError, format_duration, make_action, parse_duration)
 
 LIVE_STATES = ('active', 'pending')
@@ -262,9 +263,9 @@ def main():
         allow_match_all=dict(type='bool', default=False),
     )
     argument_spec.update(ALERTMANAGER_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=ALERTMANAGER_MUTUALLY_EXCLUSIVE,
-                           required_together=ALERTMANAGER_REQUIRED_TOGETHER)
+    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True,
+                        mutually_exclusive=ALERTMANAGER_MUTUALLY_EXCLUSIVE,
+                        required_together=ALERTMANAGER_REQUIRED_TOGETHER)
     p = module.params
     result = dict(changed=False, silence_id=None, silence=None, actions=[], summary='')
 

@@ -179,6 +179,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.incident.response.plugins.module_utils._common import (
+    new_module,
     DurationError, format_duration, make_action, parse_duration, plural)
 from ansible_collections.incident.response.plugins.module_utils._redis import (
     BullQueue, RedisError, connect, detect_layout, find_stalled, is_paused, redis_common_argument_spec,
@@ -308,8 +309,8 @@ def main():
         max_active_checked=dict(type='int', default=1000),
         export_dir=dict(type='path', default='~/.ansible/incident-response/bull-exports'),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[('action', 'clean', ('job_state', 'older_than'))])
+    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True,
+                        required_if=[('action', 'clean', ('job_state', 'older_than'))])
     p = module.params
     try:
         older_than = parse_duration(p['older_than'], 'older_than')

@@ -177,6 +177,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.incident.response.plugins.module_utils._common import (
+    new_module,
     DurationError, StatusBuilder, format_duration, parse_duration, worst_status)
 from ansible_collections.incident.response.plugins.module_utils._redis import (
     BullQueue, RedisError, connect, detect_layout, discover_queues, find_stalled, redis_common_argument_spec)
@@ -255,7 +256,7 @@ def main():
         max_keys_scanned=dict(type='int', default=100000, no_log=False),
         scan_timeout=dict(type='raw', default=10),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     try:
         oldest_warning = parse_duration(p['oldest_waiting_warning'], 'oldest_waiting_warning')

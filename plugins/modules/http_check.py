@@ -60,8 +60,20 @@ options:
         the module.
     type: str
   headers:
-    description: Request headers.
+    description:
+      - Request headers. The values of credential headers (C(Authorization), C(Proxy-Authorization), C(Cookie),
+        and any header whose name holds C(token), C(key) or C(secret)) are masked in the module's output
+        (C(invocation) too).
     type: dict
+  url_username:
+    description:
+      - User name for HTTP Basic authentication (sent on the first request, as O(url_password)).
+      - Prefer it to credentials in the URL; a password written in a URL (C(http://user:pw@host/)) is masked
+        in the output all the same.
+    type: str
+  url_password:
+    description: Password for HTTP Basic authentication. Never shown in the output.
+    type: str
   request_timeout:
     description:
       - Seconds to wait for one answer (positive, at most 3600). A request that times out counts as failed with
@@ -197,6 +209,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.six.moves.urllib.parse import unquote
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.incident.response.plugins.module_utils._common import (
@@ -235,7 +248,9 @@ def probe(module, url, pattern):
     code, body, error, timed_out = None, None, None, False
     try:
         response = open_url(url, method=p['method'], headers=p['headers'], timeout=p['request_timeout'],
-                            validate_certs=p['validate_certs'], follow_redirects='safe')
+                            validate_certs=p['validate_certs'], follow_redirects='safe',
+                            url_username=p['url_username'], url_password=p['url_password'],
+                            force_basic_auth=bool(p['url_username']))
         code = response.getcode()
         body = response.read()
     except HTTPError as exc:
@@ -286,9 +301,52 @@ def judge(endpoint, p):
     return status, severity, reasons
 
 
+SECRET_HEADER = re.compile(r'^(?:proxy-)?authorization$|^cookie$|token|key|secret|password', re.IGNORECASE)
+URL_PASSWORD = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:([^@/\s]+)@')
+
+
+def credentials_in(params):
+    """The secrets of the arguments that are not no_log options: a password written in a URL, the values of
+    credential headers. Read from the raw arguments too (before their checks), as a failure returns them."""
+    found = set()
+    urls = params.get('urls') if params.get('urls') is not None else params.get('url')
+    for url in urls if isinstance(urls, list) else [urls]:
+        match = URL_PASSWORD.match(url) if isinstance(url, str) else None
+        if match:
+            found.add(match.group(1))
+            found.add(unquote(match.group(1)))
+    headers = params.get('headers')
+    if isinstance(headers, dict):
+        for name, value in headers.items():
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool) and SECRET_HEADER.search(str(name)):
+                found.add(str(value))
+                # 'Bearer xyz', 'Basic xyz': the credential alone too (it may be echoed without its scheme)
+                found.update(part for part in str(value).split()[1:] if len(part) >= 4)
+    found.discard('')
+    return found
+
+
+class HttpCheckModule(AnsibleModule):
+    """AnsibleModule that masks the credentials of ``urls`` and ``headers`` everywhere in what it returns
+    (``invocation.module_args`` included), as it masks no_log options."""
+
+    def _mask_credentials(self):
+        params = getattr(self, 'params', None)
+        if isinstance(params, dict):
+            self.no_log_values.update(credentials_in(params))
+
+    def exit_json(self, **kwargs):
+        self._mask_credentials()
+        super(HttpCheckModule, self).exit_json(**kwargs)
+
+    def fail_json(self, msg, **kwargs):
+        self._mask_credentials()
+        super(HttpCheckModule, self).fail_json(msg=msg, **kwargs)
+
+
 def main():
     module = new_module(
-        AnsibleModule,
+        HttpCheckModule,
         argument_spec=dict(
             urls=dict(type='list', elements='str', required=True, aliases=['url']),
             count=dict(type='int', default=3),
@@ -297,6 +355,8 @@ def main():
             expect_status=dict(type='list', elements='int', default=[200]),
             body_pattern=dict(type='str'),
             headers=dict(type='dict'),
+            url_username=dict(type='str'),
+            url_password=dict(type='str', no_log=True),
             request_timeout=dict(type='float', default=35),
             validate_certs=dict(type='bool', default=True),
             p95_warning=dict(type='float', default=10),

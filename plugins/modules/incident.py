@@ -269,7 +269,7 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import make_action
+from ansible_collections.incident.response.plugins.module_utils._common import make_action, new_module
 from ansible_collections.incident.response.plugins.module_utils import _incident as inc
 
 RECORD_OPTIONS = ('title', 'system', 'runbook', 'commander', 'responders', 'impact', 'root_cause', 'summary')
@@ -610,9 +610,9 @@ def main():
         actor=dict(type='str'),
     )
     argument_spec.update(inc.store_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[('state', 'update', ('incident_id',)), ('state', 'event', ('incident_id',)),
-                                        ('state', 'close', ('incident_id',))])
+    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True,
+                        required_if=[('state', 'update', ('incident_id',)), ('state', 'event', ('incident_id',)),
+                                     ('state', 'close', ('incident_id',))])
     store = None
     try:
         runner = Runner(module)

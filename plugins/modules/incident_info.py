@@ -122,7 +122,7 @@ store:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import worst_status
+from ansible_collections.incident.response.plugins.module_utils._common import new_module, worst_status
 from ansible_collections.incident.response.plugins.module_utils import _incident as inc
 
 
@@ -150,7 +150,7 @@ def main():
         limit=dict(type='int', default=0),
     )
     argument_spec.update(inc.store_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     store = None
     result = dict(changed=False)

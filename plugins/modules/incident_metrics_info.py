@@ -179,7 +179,7 @@ import datetime
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.incident.response.plugins.module_utils._common import DurationError, parse_duration
+from ansible_collections.incident.response.plugins.module_utils._common import DurationError, new_module, parse_duration
 from ansible_collections.incident.response.plugins.module_utils._incident import (
     IncidentError, get_store, iso, normalize_severity, parse_time, severity_policy, store_argument_spec, utc_now)
 from ansible_collections.incident.response.plugins.module_utils._incident_metrics import (
@@ -210,7 +210,7 @@ def main():
         top=dict(type='int', default=5),
     )
     argument_spec.update(store_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     if p['recurring_min'] < 2:
         module.fail_json(msg='recurring_min must be at least 2, got %s' % p['recurring_min'])

@@ -240,6 +240,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.incident.response.plugins.module_utils._common import (
+    new_module,
     DurationError, excerpt, format_duration, make_action, parse_duration)
 from ansible_collections.incident.response.plugins.module_utils import _incident as inc
 
@@ -484,8 +485,8 @@ def main():
         actor=dict(type='str'),
     )
     argument_spec.update(inc.store_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[('state', 'record', ('run_id',)), ('state', 'finish', ('run_id',))])
+    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True,
+                        required_if=[('state', 'record', ('run_id',)), ('state', 'finish', ('run_id',))])
     monitor = None
     try:
         monitor = Monitor(module)

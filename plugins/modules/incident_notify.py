@@ -326,7 +326,7 @@ import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import make_action
+from ansible_collections.incident.response.plugins.module_utils._common import make_action, new_module
 from ansible_collections.incident.response.plugins.module_utils import _incident
 from ansible_collections.incident.response.plugins.module_utils import _incident_render as render_mod
 from ansible_collections.incident.response.plugins.module_utils import _incident_timers as timers_mod
@@ -596,7 +596,7 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec(), supports_check_mode=True)
     try:
         run(module)
     except (NotifyError, _incident.IncidentError, timers_mod.TimerError, render_mod.TemplateError) as exc:

@@ -151,7 +151,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.incident.response.plugins.module_utils._common import make_action
+from ansible_collections.incident.response.plugins.module_utils._common import make_action, new_module
 from ansible_collections.incident.response.plugins.module_utils._incident import (
     IncidentError, get_store, store_argument_spec, validate_incident_id)
 from ansible_collections.incident.response.plugins.module_utils._incident_review import (
@@ -207,7 +207,7 @@ def main():
         force=dict(type='bool', default=False),
     )
     argument_spec.update(store_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     result = dict(changed=False, actions=[], summary='')
     if not p['formats']:

@@ -133,7 +133,7 @@ now:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import worst_status
+from ansible_collections.incident.response.plugins.module_utils._common import new_module, worst_status
 from ansible_collections.incident.response.plugins.module_utils import _incident
 from ansible_collections.incident.response.plugins.module_utils import _incident_timers as timers_mod
 
@@ -141,7 +141,7 @@ from ansible_collections.incident.response.plugins.module_utils import _incident
 def main():
     spec = _incident.store_argument_spec()
     spec.update(incident_id=dict(type='str'), now=dict(type='str'))
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=spec, supports_check_mode=True)
     params = module.params
     secrets = [params['store_dsn']] if params.get('store_dsn') else []
     try:

@@ -150,6 +150,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.incident.response.plugins.module_utils._common import (
+    new_module,
     DurationError, StatusBuilder, parse_duration)
 from ansible_collections.incident.response.plugins.module_utils._redis import (
     RedisError, connect, redis_common_argument_spec)
@@ -254,7 +255,7 @@ def main():
         clients_critical_percent=dict(type='float', default=95),
         evicted_keys_warning=dict(type='int', no_log=False),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     if p['max_keys_scanned'] < 1:
         module.fail_json(msg='max_keys_scanned must be at least 1, got %s' % p['max_keys_scanned'])

@@ -85,3 +85,54 @@ def test_bad_input(ansible):
     assert_clean_failure(rc, result, out, 'count must be at least 1')
     rc, result, out = ansible.module('http_check', dict(url='http://127.0.0.1:58080/health', body_pattern='(x'))
     assert_clean_failure(rc, result, out, 'body_pattern')
+
+
+# ---------------------------------------------------------------- secrets (issue 9)
+URL_PASSWORD = 'url-pw-9c1f'
+HEADER_TOKEN = 'bearer-tok-5e2a'
+OPTION_PASSWORD = 'opt-pw-77d0'
+
+
+def test_credentials_never_reach_the_output_even_at_vvv(ansible, lab_env, tmp_path):
+    """A password in the URL, an Authorization header and url_password: none of them in invocation.module_args,
+    the result or anything ansible-playbook -vvv prints, on success and on a failure in the argument checks."""
+    base = lab_env['LAB_API_URL']
+    host = base.split('://', 1)[1]
+    playbook = tmp_path / 'http_secrets.yml'
+    playbook.write_text('''
+- name: http_check with credentials
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Credentials in the URL and a header
+      incident.response.http_check:
+        urls: ["http://ops:%(url_pw)s@%(host)s/health"]
+        headers: {Authorization: "Bearer %(token)s"}
+        count: 1
+      register: in_url
+    - name: Credentials as options
+      incident.response.http_check:
+        url: "%(base)s/health"
+        url_username: ops
+        url_password: "%(opt_pw)s"
+        count: 1
+      register: as_options
+    - name: A failure of the argument checks still hides them
+      incident.response.http_check:
+        urls: ["http://ops:%(url_pw)s@%(host)s/health"]
+        url_password: "%(opt_pw)s"
+        count: not-a-number
+      register: bad
+      ignore_errors: true
+    - name: Show the results
+      ansible.builtin.debug:
+        var: item
+      loop: ["{{ in_url }}", "{{ as_options }}", "{{ bad }}"]
+''' % dict(url_pw=URL_PASSWORD, host=host, token=HEADER_TOKEN, base=base, opt_pw=OPTION_PASSWORD))
+    run = ansible.playbook(str(playbook), env=dict(ANSIBLE_VERBOSITY='3'))
+    assert run.recap.get('failed') == 0 and run.recap.get('ok', 0) >= 4, run
+    assert 'module_args' in run.output and 'ops:********@' in run.output, run
+    for secret in (URL_PASSWORD, HEADER_TOKEN, OPTION_PASSWORD):
+        assert secret not in run.output, secret
+    # the failed task said what was wrong, with the URL's password masked
+    assert 'count' in run.output and 'ignored=1' in run.output, run

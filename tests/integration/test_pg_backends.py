@@ -151,3 +151,20 @@ def test_sessions_hidden_from_the_role_are_reported_not_guessed(ansible, lab, la
     assert 'hidden from this role' in result['protected'][0]['reason']
     assert 'cannot see the state and query of' in out
     assert lab.activity() == before
+
+
+def test_empty_query_pattern_and_empty_ages_are_refused(ansible, lab, sessions):
+    """issue 9: an empty query_pattern matched everything and still counted as a filter; an empty min_*_age
+    silently dropped that filter. Both refused before anything is signalled, on the lab's PostgreSQL."""
+    victims = sessions.idle_in_transaction(2, 'it_empty_filters')
+    cases = [(dict(TERMINATE_IDLE_TX, query_pattern=''), 'query_pattern'),
+             (dict(TERMINATE_IDLE_TX, min_state_age=''), 'min_state_age'),
+             (dict(TERMINATE_IDLE_TX, min_xact_age=''), 'min_xact_age'),
+             (dict(TERMINATE_IDLE_TX, min_query_age=''), 'min_query_age')]
+    for args, fragment in cases:
+        for check in (True, False):
+            rc, result, out = ansible.module('pg_backends', args, check=check)
+            assert_clean_failure(rc, result, out, fragment)
+            assert sorted(victims) == sorted(lab.pids('it_empty_filters')), (args, check)
+    # the other sessions of the shared lab come and go: the test's own are the ones that must be untouched
+    assert sorted(victims) == sorted(lab.pids('it_empty_filters'))

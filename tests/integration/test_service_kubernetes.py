@@ -455,3 +455,40 @@ def test_scale_workers_playbook_takes_the_namespace_from_workers_down_namespace(
     run = k8s_ansible.playbook('playbooks/scale_workers.yml', extra, env=env)
     assert run.rc == 0 and 'ns-worker scaled from 1 to 2 replicas' in run.output, run
     assert k8s.deployment('ns-worker')['spec']['replicas'] == 2
+
+
+# ---------------------------------------------------------------- review findings (issue 9)
+def test_service_pause_reads_the_real_replica_count_not_the_annotation(k8s, k8s_ansible):
+    """Something (kubectl scale, an autoscaler) restored the replicas of a paused deployment; the annotation is
+    still there. That is no pause: service_pause pauses again (the count that runs now is recorded)."""
+    k8s.create('restored', replicas=2)
+    pause = k8s.args(service='restored', state='paused', wait_timeout=WAIT)
+    rc, result, out = k8s_ansible.module('service_pause', pause)
+    assert rc == 0 and result['changed'] is True, out
+    k8s.apps.patch_namespaced_deployment_scale('restored', k8s.namespace, {'spec': {'replicas': 2}},
+                                               _content_type='application/merge-patch+json')
+    k8s.settle('restored')
+    dep = k8s.deployment('restored')
+    assert dep['spec']['replicas'] == 2 and 'incident.response/paused-replicas' in dep['metadata']['annotations']
+    rc, result, out = unchanged(k8s, lambda: k8s_ansible.module('service_pause', pause, check=True))
+    assert rc == 0 and result['changed'] is True, out
+    rc, result, out = k8s_ansible.module('service_pause', pause)
+    assert rc == 0 and result['changed'] is True, out
+    assert k8s.deployment('restored')['spec']['replicas'] == 0
+    for check in (True, False):
+        rc, result, out = unchanged(k8s, lambda check=check: k8s_ansible.module('service_pause', pause, check=check))
+        assert rc == 0 and result['changed'] is False, out
+
+
+@pytest.mark.parametrize('instances, fragment', [
+    ([''], 'instances: an empty name matches every instance'),
+    (['restart-me'], "instances: 'restart-me' matches 2 instances of service restart-me"),
+])
+def test_service_restart_refuses_empty_and_ambiguous_pod_names(k8s, k8s_ansible, instances, fragment):
+    """An empty name matched every pod (startswith('')): all pods deleted at once. Refused, nothing deleted."""
+    if not k8s.pod_names('restart-me'):
+        k8s.create('restart-me', replicas=2)
+    args = k8s.args(service='restart-me', instances=instances, wait_timeout=WAIT)
+    for check in (True, False):
+        rc, result, out = unchanged(k8s, lambda check=check: k8s_ansible.module('service_restart', args, check=check))
+        assert_clean_failure(rc, result, out, fragment, 'nothing restarted')

@@ -66,3 +66,26 @@ def test_bad_input(ansible, lab_env, lab_project):
     rc, result, out = ansible.module('service_restart', restart(lab_env, 'worker', only=['sad']))
     assert_clean_failure(rc, result, out, 'value of only must be one or more of')
     assert lab_project.fingerprint() == before
+
+
+def test_empty_and_ambiguous_instance_names_are_refused(ansible, lab_env, lab_project):
+    """issue 9: instances [""] matched every instance (startswith('')), a short prefix several: refused, with one
+    message, before anything is restarted (check mode too)."""
+    before = lab_project.fingerprint()
+    ids = sorted(c.id for c in lab_project.containers('worker'))
+    common = ''
+    while len(common) < 12 and all(i.startswith(ids[0][:len(common) + 1]) for i in ids):
+        common = ids[0][:len(common) + 1]
+    cases = [([''], 'instances: an empty name matches every instance'),
+             (['  '], 'instances: an empty name matches every instance')]
+    if common:
+        cases.append(([common], "instances: '%s' matches %d instances of service worker" % (common, len(ids))))
+    for instances, fragment in cases:
+        for check in (True, False):
+            rc, result, out = ansible.module('service_restart', restart(lab_env, 'worker', instances=instances),
+                                             check=check)
+            assert_clean_failure(rc, result, out, fragment, 'nothing restarted')
+    # A name prefix is not a name: refused too, never a guess.
+    rc, result, out = ansible.module('service_restart', restart(lab_env, 'worker', instances=['taskscheduler_worker']))
+    assert_clean_failure(rc, result, out, 'service worker has no instance taskscheduler_worker', 'nothing restarted')
+    assert lab_project.fingerprint() == before

@@ -57,3 +57,26 @@ def test_record_deploy_rollback_four_steps(ansible, lab_env, lab_project, histor
     assert rc == 0 and not result['changed'], out
     rc, result, out = ansible.module('deployment_rollback', dict(base, revision=7))
     assert_clean_failure(rc, result, out, 'service scheduler has no revision 7 (recorded: 1, 2)')
+
+
+def test_rollback_with_unknown_compose_files_is_refused(ansible, lab_env, lab_project, history, tmp_path):
+    """issue 9: without the project's compose files a rollback recreated the service from an override holding only
+    ``image:`` (environment, ports, volumes lost). Refused, in check mode too, and nothing is recreated."""
+    base = dict(project=lab_env['LAB_COMPOSE_PROJECT'], service='scheduler', history_file=history)
+    rc, result, out = ansible.module('deployment_rollback', dict(base, state='recorded'))
+    assert rc == 0 and result['changed'], out
+    bad = tmp_path / 'bad.yml'
+    bad.write_text('version: "2.4"\nservices:\n  scheduler:\n    image: %s\n' % BAD_TAG)
+    proc = lab_project.compose('-f', str(bad), 'up', '--detach', '--no-deps', 'scheduler')
+    assert proc.returncode == 0, proc.stderr
+    rc, result, out = ansible.module('deployment_rollback', dict(base, state='recorded'))
+    assert rc == 0 and result['changed'], out
+    before = lab_project.fingerprint()
+    gone = str(tmp_path / 'moved-away' / 'docker-compose.yml')
+    for check in (True, False):
+        rc, result, out = ansible.module('deployment_rollback', dict(base, files=[gone]), check=check)
+        assert_clean_failure(rc, result, out, 'the compose files of project %s are not known' % base['project'],
+                             'missing: %s' % gone, 'nothing changed')
+    assert lab_project.fingerprint() == before
+    assert images(lab_project, 'scheduler') == [BAD_TAG]
+    assert not list(tmp_path.glob('*rollback.override*'))

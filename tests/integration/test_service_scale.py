@@ -63,3 +63,21 @@ def test_compose_cli_failure_carries_cmd_rc_stdout_stderr(ansible, lab_env, lab_
     assert_clean_failure(rc, result, out, 'failed (rc=')
     assert result['rc'] != 0 and 'docker-compose' in result['cmd'][0] and result['stderr']
     assert lab_project.states('worker') == ['running'] * 2
+
+
+def test_engine_scaled_containers_are_compose_s_own(ansible, lab_env, lab_project):
+    """service_scale creates the new workers through the engine API in parallel (issue 9, speed): they are the
+    containers compose would have made (same config hash): a later compose up without --no-recreate keeps them."""
+    rc, result, out = ansible.module('service_scale', scale(lab_env, 5))
+    assert rc == 0 and result['changed'] is True, out
+    ids = sorted(c.id for c in lab_project.containers('worker'))
+    assert len(ids) == 5 and lab_project.states('worker') == ['running'] * 5
+    numbers = sorted(int(c.labels['com.docker.compose.container-number']) for c in lab_project.containers('worker'))
+    assert numbers == list(range(1, 6)), numbers
+    lab_project.compose('up', '--detach', '--no-deps', '--scale', 'worker=5', 'worker')
+    assert sorted(c.id for c in lab_project.containers('worker')) == ids
+    rc, result, out = ansible.module('service_scale', scale(lab_env, 2))
+    assert rc == 0 and result['changed'] is True, out
+    left = lab_project.containers('worker')
+    assert sorted(int(c.labels['com.docker.compose.container-number']) for c in left) == [1, 2]
+    assert lab_project.states('worker') == ['running'] * 2

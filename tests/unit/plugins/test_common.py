@@ -94,6 +94,18 @@ def test_worst_status_and_builder():
     ('postgresql://app:s3cr3t@db:5432/app', 's3cr3t'),
     ('redis-cli -a foo password=topsecret', 'topsecret'),
     ('token: abcdef123', 'abcdef123'),
+    # issue 9: JSON, Authorization headers, named arguments, keyed functions, an empty URL user, redis-cli -a
+    ('{"password": "hunter2", "user": "app"}', 'hunter2'),
+    ("{'login_password': 'pw-in-a-dict'}", 'pw-in-a-dict'),
+    ('Authorization: Bearer eyJhbGciOi.abc', 'eyJhbGciOi.abc'),
+    ('{"Authorization": "Basic dXNlcjpwdw=="}', 'dXNlcjpwdw=='),
+    ('curl -H "authorization: token ghp_abcdef"', 'ghp_abcdef'),
+    ("SELECT connect(password => 'named-arg-pw')", 'named-arg-pw'),
+    ("SELECT pgp_sym_decrypt(secret_col, 'sym-key-1')", 'sym-key-1'),
+    ("SELECT pgp_sym_encrypt('data', 'sym-key-2', 'cipher-algo=aes256')", 'sym-key-2'),
+    ('redis://:redis-pw@127.0.0.1:56379/0', 'redis-pw'),
+    ('redis-cli -h 127.0.0.1 -a cli-pw ping', 'cli-pw'),
+    ('X-Api-Key: apikey-123', 'apikey-123'),
 ])
 def test_redact_masks_secrets(text, secret):
     masked = redact(text)
@@ -104,6 +116,16 @@ def test_redact_masks_secrets(text, secret):
 def test_redact_keeps_ordinary_queries():
     query = "SELECT * FROM task WHERE name = 'nightly'"
     assert redact(query) == query
+    for text in ('SELECT upper(name) FROM task', 'worker 3: processed 12 jobs', '{"state": "idle", "count": 2}'):
+        assert redact(text) == text
+
+
+def test_redact_is_linear_on_long_input():
+    import time
+    start = time.monotonic()
+    redact('a' * 200000 + 'password' + 'b' * 200000)
+    redact('Bearer ' * 20000)
+    assert time.monotonic() - start < 5
 
 
 def test_excerpt_is_single_line_redacted_and_cut():

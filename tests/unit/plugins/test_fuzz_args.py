@@ -8,7 +8,7 @@ private_postgres.py, so that what passes validation reaches a real server as bou
 a STAND-IN for the network (open_url replaced by a function that answers with a fuzzed body), and its sleeps are
 skipped, so that an ``interval`` of an hour costs nothing.
 
-HYPOTHESIS_EXAMPLES (default 100) sets the examples per module; the review that found the tracebacks ran 400.
+Example counts come from the profiles below (HYPOTHESIS_PROFILE=ci|review|quick).
 """
 import os
 
@@ -32,10 +32,26 @@ from ansible_collections.incident.response.plugins.modules import (
     tview_state,
 )
 
-EXAMPLES = int(os.environ.get('HYPOTHESIS_EXAMPLES', '100'))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                       HealthCheck.data_too_large])
+# Profiles (HYPOTHESIS_PROFILE): ``ci`` (the default: 400 examples per module where an example is cheap, in
+# process with no server, 100 where one reaches a real server), ``review`` (400 everywhere, as the review that
+# found the tracebacks ran), ``quick`` (25, while editing). HYPOTHESIS_EXAMPLES overrides both counts.
+_COMMON = dict(deadline=None, derandomize=True, database=None,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                      HealthCheck.data_too_large])
+PROFILES = dict(ci=(400, 100), review=(400, 400), quick=(25, 25))
+for _name, (_cheap, _costly) in PROFILES.items():
+    settings.register_profile(_name, max_examples=_costly, **_COMMON)
+PROFILE = os.environ.get('HYPOTHESIS_PROFILE', 'ci')
+if PROFILE not in PROFILES:
+    raise ValueError('HYPOTHESIS_PROFILE must be one of %s, got %r' % (', '.join(sorted(PROFILES)), PROFILE))
+settings.load_profile(PROFILE)
+CHEAP_EXAMPLES, EXAMPLES = PROFILES[PROFILE]
+if os.environ.get('HYPOTHESIS_EXAMPLES'):
+    CHEAP_EXAMPLES = EXAMPLES = int(os.environ['HYPOTHESIS_EXAMPLES'])
+#: examples that reach a real server (the private PostgreSQL, the FAKE Kubernetes API server)
+FUZZ = settings(max_examples=EXAMPLES, **_COMMON)
+#: in-process examples with no server (a port where nothing listens, a STAND-IN, a temporary store)
+CHEAP_FUZZ = settings(max_examples=CHEAP_EXAMPLES, **_COMMON)
 
 # Values that broke modules before (issue 9) or are known to break parsers, mixed with anything at all.
 HOSTILE_TEXT = st.sampled_from([
@@ -144,7 +160,7 @@ def postgres():
 def test_no_server_every_input_ends_in_one_message(name):
     module, names = SPECS[name]
 
-    @FUZZ
+    @CHEAP_FUZZ
     @given(options(module, names, **STEERING.get(name, {})))
     def check(args):
         args = dict(args, login_host='127.0.0.1', login_port=1, _ansible_check_mode=True)
@@ -193,7 +209,7 @@ def test_http_check_every_input_ends_in_a_result_or_one_message(monkeypatch):
              'validate_certs', 'p95_warning', 'p95_critical']
     urls = st.one_of(st.just(['http://127.0.0.1:1/health']), st.lists(ANY_TEXT, max_size=2), VALUE)
 
-    @FUZZ
+    @CHEAP_FUZZ
     @given(options(http_check, names, urls=urls), st.one_of(st.binary(max_size=200), st.just(b'a' * 5000 + b'b')))
     def check(args, body):
         bodies.append(body)

@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from module_harness import run
-from test_fuzz_args import ANY_TEXT, FUZZ, HOSTILE_TEXT, assert_one_message_or_result, options
+from test_fuzz_args import ANY_TEXT, CHEAP_FUZZ, FUZZ, HOSTILE_TEXT, assert_one_message_or_result, options
 from test_service_driver import fake  # noqa: F401 pylint: disable=unused-import
 
 from ansible_collections.incident.response.plugins.modules import (
@@ -73,7 +73,7 @@ def test_compose_unreachable_or_hostile_docker_host_ends_in_one_message(name):
                       st.sampled_from(['tcp://u:pw@127.0.0.1:1', 'unix:///nonexistent.sock', 'ssh://', 'tcp://:0',
                                        'tcp://[::1', 'tcp://h:99999999', 'npipe:////./pipe/x', 'http://\x00']))
 
-    @FUZZ
+    @CHEAP_FUZZ
     @given(options(module, names + ['project', 'project_dir', 'files', 'timeout', 'history_file'],
                    docker_host=hosts, timeout=st.integers(min_value=-1, max_value=2), **steering(name)))
     def check(args):
