@@ -1,4 +1,6 @@
 """playbooks/emergency_disable.yml on the lab's runbook catalog fixture, with real faults."""
+import csv
+import hashlib
 import json
 import os
 import re
@@ -35,6 +37,14 @@ def play_vars(incident_dir, **extra):
     return dict(dict(pg_login_db='tviews_runbook', incident_store_path=incident_dir), **extra)
 
 
+def activity(lab):
+    """The client backends of the fixture database (the lab's cluster is shared with other tests)."""
+    rows = lab.query("SELECT pid, state, backend_start, xact_start, query_start, state_change, application_name "
+                     "FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname = 'tviews_runbook' "
+                     "AND application_name NOT IN ('pytest-observer', 'pytest') ORDER BY pid", ())
+    return dict((row[0], row[1:]) for row in rows)
+
+
 def refresh_sessions(lab):
     return lab.query("SELECT pid, state FROM pg_stat_activity WHERE application_name = 'gameday_refresh' "
                      "AND query LIKE '%%pg_tviews_refresh%%' AND state = 'active'", ())
@@ -42,7 +52,7 @@ def refresh_sessions(lab):
 
 def test_check_then_no_approval_then_approved_then_idempotent(ansible, emergency, lab, incident_dir):
     tviews = emergency
-    before = dict(tviews.state(), activity=lab.activity())
+    before = dict(tviews.state(), activity=activity(lab))
     assert len(refresh_sessions(lab)) == 3
 
     # 1. --check: the plan, nothing changed (catalog, queue, archive, pg_stat_activity)
@@ -51,7 +61,7 @@ def test_check_then_no_approval_then_approved_then_idempotent(ansible, emergency
     for text in ('DRY RUN (--check)', 'would cancel 3 backends', 'would archive 20005 pending refreshes',
                  'would disable 20 TVIEWs', 'CRITICAL: Majority of TVIEWs failing'):
         assert text in run.output, text
-    assert dict(tviews.state(), activity=lab.activity()) == before
+    assert dict(tviews.state(), activity=activity(lab)) == before
     assert not os.path.exists(incident_dir)
 
     # 2. neither a prompt answer nor approve=true: stops after the plan; the one change is the incident opened
@@ -59,11 +69,11 @@ def test_check_then_no_approval_then_approved_then_idempotent(ansible, emergency
     assert run.rc == 0 and run.changed == 1, run
     assert re.search(r'INC-\d{4}-\d{2}-\d{2}-\d{3}: opened pg_tviews emergency', run.output), run
     assert 'NOT APPROVED: stopped after the plan, nothing was changed' in run.output
-    assert dict(tviews.state(), activity=lab.activity()) == before
+    assert dict(tviews.state(), activity=activity(lab)) == before
 
     # 3. approved: acts
     run = ansible.playbook(PLAYBOOK, play_vars(incident_dir, approve=True, tview_emergency_incident_id='INC-E1'))
-    assert run.rc == 0, run
+    assert run.rc == 0, run.output[-4000:]
     assert 'EMERGENCY PROTOCOL DONE for incident INC-E1' in run.output
     assert refresh_sessions(lab) == []
     assert tviews.pending() == 0
@@ -78,15 +88,24 @@ def test_check_then_no_approval_then_approved_then_idempotent(ansible, emergency
     with open(os.path.join(incident_dir, 'INC-E1.json')) as handle:
         assert json.load(handle)['evidence_dir'] == evidence
     assert 'Evidence: %s' % evidence in run.output
-    assert sorted(os.listdir(evidence)) == ['assessment.json', 'catalog.json', 'queue.json', 'summary.json']
-    with open(os.path.join(evidence, 'queue.json')) as handle:
-        assert len(json.load(handle)) == 20005
-    with open(os.path.join(evidence, 'catalog.json')) as handle:
-        catalog = json.load(handle)
-    assert len(catalog) == 20 and not any(row['emergency_disabled'] for row in catalog)  # as it was
+    runs = os.listdir(evidence)  # one new directory per run: a re-run never overwrites evidence
+    assert len(runs) == 1 and runs[0].startswith('emergency-'), runs
+    evidence = os.path.join(evidence, runs[0])
+    assert sorted(os.listdir(evidence)) == ['assessment.json', 'catalog.csv', 'plan.json', 'queue.csv', 'summary.json']
+    with open(os.path.join(evidence, 'queue.csv'), newline='') as handle:
+        queue = list(csv.DictReader(handle))
+    assert len(queue) == 20005 and len(set(row['id'] for row in queue)) == 20005
+    with open(os.path.join(evidence, 'catalog.csv'), newline='') as handle:
+        catalog = list(csv.DictReader(handle))
+    assert len(catalog) == 20 and all(row['emergency_disabled'] == 'f' for row in catalog)  # as it was
     with open(os.path.join(evidence, 'summary.json')) as handle:
         summary = json.load(handle)
     assert summary['archived'] == 20005 and len(summary['cancelled']) == 3 and summary['integrity_ok'] is True
+    files = dict((entry['name'], entry) for entry in summary['evidence_files'])
+    assert files['queue.csv']['rows'] == 20005 and files['catalog.csv']['rows'] == 20
+    with open(os.path.join(evidence, 'queue.csv'), 'rb') as handle:
+        assert hashlib.sha256(handle.read()).hexdigest() == files['queue.csv']['sha256']
+    assert all(oct(os.stat(os.path.join(evidence, name)).st_mode & 0o777) == '0o600' for name in os.listdir(evidence))
 
     # 4. approved again: nothing left to do
     after = tviews.state()
@@ -97,11 +116,11 @@ def test_check_then_no_approval_then_approved_then_idempotent(ansible, emergency
 
 def test_not_an_emergency_changes_nothing(ansible, tviews, lab, incident_dir):
     get_store(dict(store='files', store_path=incident_dir)).create(dict(id='INC-CALM', title='pg_tviews alert'))
-    before = dict(tviews.state(), activity=lab.activity())
+    before = dict(tviews.state(), activity=activity(lab))
     run = ansible.playbook(PLAYBOOK, play_vars(incident_dir, approve=True, incident_id='INC-CALM'))  # joins
     assert run.rc == 0 and run.changed == 0, run
     assert 'the runbook recommends NONE, not the emergency protocol' in run.output
-    assert dict(tviews.state(), activity=lab.activity()) == before
+    assert dict(tviews.state(), activity=activity(lab)) == before
 
 
 def test_a_second_run_while_one_holds_the_lock_fails_clearly(ansible, emergency, lab, incident_dir):
