@@ -227,6 +227,10 @@ lock:
   description: C(name) and C(key) of the advisory lock; C(holder) the session holding it when another run has it.
   returned: always
   type: dict
+would_refuse:
+  description: Why an act now would be refused (another run holds the lock, the state changed since the plan), or null.
+  returned: with O(step=plan), or O(step=act) in check mode
+  type: str
 actions:
   description: One entry per step done (or to be done in check mode).
   returned: always
@@ -415,7 +419,7 @@ class Protocol(object):
         tviews = self.tview_targets()
         pending = self.pending(bound)
         state = dict(protocol=self.p['protocol'], contract=self.contract, database=self.database,
-                     bound=pending['max_id'] if bound is None else bound,
+                     bound=int((pending['max_id'] or 0) if bound is None else bound),
                      pending=[pending['count'], pending['min_id'], pending['max_id']], tviews=tviews,
                      cancel=sorted(r['pid'] for r in cancel), terminate=sorted(r['pid'] for r in terminate))
         plan = dict(cancel=[session_view(r) for r in cancel], terminate=[session_view(r) for r in terminate],
@@ -658,6 +662,7 @@ def main():
                       evidence=dict(dir=None, files=[]), lock=lock, executed_queries=client.queries)
         if before.get('integrity') is not None:
             result['after'] = before
+        result['would_refuse'] = '; '.join(warnings) or None
         if warnings:
             result['warnings'] = warnings
         summary = '; '.join(summaries[k] for k in ('cancel', 'queue', 'tviews', 'stabilise'))

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -156,35 +157,156 @@ def test_two_concurrent_runs_exactly_one_acts(ansible_env, emergency, incident_d
     acted = [incident for incident in ('INC-A', 'INC-B') if incident in archived]
     assert len(acted) == 1
     other = 1 - ('INC-A', 'INC-B').index(acted[0])
-    # The other run either met the lock (failed with the clear message) or came after and found nothing to do.
-    assert ('another emergency run' in outputs[other] and procs[other].returncode != 0) or \
+    # The other run met the lock (refused, naming the holder), or planned before the first acted (refused: the state
+    # changed since its plan), or planned after it and found nothing to do.
+    assert ('another emergency run holds the lock' in outputs[other] and procs[other].returncode != 0) or \
+        ('the state changed since the plan: run the plan again' in outputs[other] and procs[other].returncode != 0) or \
         ('no pending refresh: nothing to archive' in outputs[other] and procs[other].returncode == 0), outputs[other]
+    assert not any('Traceback' in output for output in outputs)
     reasons = tviews.query('SELECT DISTINCT emergency_disable_reason FROM pg_tviews_metadata')
     assert reasons == [('[%s] Critical incident response' % acted[0],)]
 
 
-def test_the_lock_is_released_when_the_run_dies(ansible_env, tviews, tmp_path):
-    """A killed ansible-playbook does not leave the lock behind: the holder watches it and lets go."""
-    play = tmp_path / 'hold.yml'
-    play.write_text('- hosts: localhost\n  gather_facts: false\n  tasks:\n'
-                    '    - incident.response.tview_lock: {login_db: tviews_runbook}\n'
-                    '    - ansible.builtin.pause: {seconds: 120}\n')
-    proc = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), '-i', os.path.join(ROOT, 'inventory', 'lab.yml'),
-                             str(play)], cwd=ROOT, env=ansible_env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+MODULE_ARGS = dict(login_db='tviews_runbook')
 
-    def holders():
-        return tviews.query("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                            "WHERE l.locktype = 'advisory' AND a.application_name = 'incident.response.lock'")[0][0]
+
+def plan(ansible, **extra):
+    rc, result, out = ansible.module('tview_emergency', dict(MODULE_ARGS, step='plan', integrity_check=False, **extra))
+    assert rc == 0, out
+    assert result['changed'] is False and result['plan_digest'].startswith('v1:')
+    return result
+
+
+def process_tree(root):
+    """root and every descendant (the module process runs in a process group of its own, below ansible's worker)."""
+    children = {}
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open('/proc/%s/stat' % entry) as handle:
+                    ppid = int(handle.read().rsplit(')', 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def xact_lock_holders(tviews):
+    return tviews.query("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                        "WHERE l.locktype = 'advisory' AND l.granted "
+                        "AND a.application_name LIKE 'incident.response tview_emergency%%'")[0][0]
+
+
+def test_a_stale_approval_is_refused_and_changes_nothing(ansible, tviews, tmp_path):
+    planned = plan(ansible)
+    assert planned['plan']['pending']['count'] == 5 and len(planned['plan']['tviews']) == 20
+    # meanwhile another run (here: an operator in psql) disables a TVIEW
+    tviews.query("UPDATE pg_tviews_metadata SET emergency_disabled = true, emergency_disable_reason = 'other run' "
+                 "WHERE entity_name = 'tv_order'")
+    before = tviews.state()
+    args = dict(MODULE_ARGS, step='act', plan_digest=planned['plan_digest'], incident_id='INC-STALE',
+                evidence_dir=str(tmp_path / 'evidence'))
+    # check: says that an act now would be refused, changes nothing
+    rc, result, out = ansible.module('tview_emergency', args, check=True)
+    assert rc == 0, out
+    assert 'the state changed since the plan' in result['would_refuse'], result
+    assert tviews.state() == before
+    # apply: refused, nothing changed, no evidence written
+    rc, result, out = ansible.module('tview_emergency', args)
+    assert rc != 0 and 'the state changed since the plan: run the plan again' in result['msg'], out
+    assert 'Traceback' not in out
+    assert tviews.state() == before and not (tmp_path / 'evidence').exists()
+    assert xact_lock_holders(tviews) == 0
+    # a fresh plan is accepted: it acts, then an idempotent plan/act changes nothing
+    replanned = plan(ansible)
+    rc, result, out = ansible.module('tview_emergency', dict(args, plan_digest=replanned['plan_digest']))
+    assert rc == 0 and result['changed'] is True and result['archived'] == 5 and result['tviews_changed'] == 19, out
+    assert tviews.pending() == 0
+    assert tviews.query('SELECT count(*) FROM pg_tviews_metadata WHERE emergency_disabled')[0][0] == 20
+    after = tviews.state()
+    again = plan(ansible)
+    assert again['plan']['has_work'] is False
+    rc, result, out = ansible.module('tview_emergency', dict(args, plan_digest=again['plan_digest']), check=True)
+    assert rc == 0 and result['changed'] is False, out
+    rc, result, out = ansible.module('tview_emergency', dict(args, plan_digest=again['plan_digest']))
+    assert rc == 0 and result['changed'] is False and result['evidence']['dir'] is None, out
+    assert tviews.state() == after
+
+
+def test_a_held_lock_refuses_the_act_and_names_the_holder(ansible, tviews, tmp_path):
+    planned = plan(ansible)
+    holder = tviews.connect(application_name='other-emergency-run', autocommit=False)
     try:
-        deadline = time.time() + 60
-        while holders() == 0 and time.time() < deadline:
-            time.sleep(0.5)
-        assert holders() == 1
+        with holder.cursor() as cur:
+            cur.execute('SELECT pg_try_advisory_xact_lock(hashtext(%s)::bigint), pg_backend_pid()', (LOCK_NAME,))
+            got, pid = cur.fetchone()
+        assert got
+        before = tviews.state()
+        rc, result, out = ansible.module('tview_emergency', dict(
+            MODULE_ARGS, step='act', plan_digest=planned['plan_digest'], incident_id='INC-HELD',
+            evidence_dir=str(tmp_path / 'evidence')))
+        assert rc != 0, out
+        assert 'another emergency run holds the lock incident.response/tview_emergency' in result['msg']
+        assert 'session pid %d' % pid in result['msg'] and 'other-emergency-run' in result['msg']
+        assert result['lock']['holder']['pid'] == pid
+        assert tviews.state() == before and not (tmp_path / 'evidence').exists()
     finally:
-        proc.kill()
-        proc.wait()
-    deadline = time.time() + 20
-    while holders() and time.time() < deadline:
-        time.sleep(0.5)
-    assert holders() == 0
+        holder.rollback()
+        holder.close()
+
+
+def test_a_run_killed_mid_way_leaves_no_lock_and_no_change(ansible, ansible_env, tviews, tmp_path):
+    """The act blocks on a catalog row held by another session; killing it ends its transaction and its lock."""
+    planned = plan(ansible)
+    before = tviews.state()
+    row_holder = tviews.connect(application_name='pytest-row-holder', autocommit=False)
+    proc = None
+    try:
+        with row_holder.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_tviews_metadata WHERE entity_name = 'tv_order' FOR UPDATE")
+        args = dict(MODULE_ARGS, step='act', plan_digest=planned['plan_digest'], incident_id='INC-KILLED',
+                    evidence_dir=str(tmp_path / 'evidence'), lock_timeout='5m')
+        proc = subprocess.Popen([os.path.join(BIN, 'ansible'), 'localhost', '-i', os.path.join(ROOT, 'inventory', 'lab.yml'),
+                                 '-m', 'incident.response.tview_emergency', '-a', json.dumps(args)],
+                                cwd=ROOT, env=ansible_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL)
+        deadline = time.time() + 90
+        waiting = 0
+        while time.time() < deadline:  # the act holds the lock and waits on the row
+            waiting = tviews.query("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
+                                   "'incident.response tview_emergency%%' AND wait_event_type = 'Lock'")[0][0]
+            if waiting and xact_lock_holders(tviews):
+                break
+            time.sleep(0.3)
+        assert waiting == 1 and xact_lock_holders(tviews) == 1
+        # kill the run: ansible, its worker and the module process it started (by pid: the tree of our process)
+        for pid in process_tree(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(timeout=30)
+        deadline = time.time() + 30  # well under the act's lock_timeout (5m): the lock went with the session
+        while xact_lock_holders(tviews) and time.time() < deadline:
+            time.sleep(0.3)
+        assert xact_lock_holders(tviews) == 0
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        row_holder.rollback()
+        row_holder.close()
+    assert tviews.state() == before  # the transaction rolled back: queue, archive, catalog as they were
+    # and a new plan can act at once
+    replanned = plan(ansible)
+    rc, result, out = ansible.module('tview_emergency', dict(
+        MODULE_ARGS, step='act', plan_digest=replanned['plan_digest'], incident_id='INC-KILLED',
+        evidence_dir=str(tmp_path / 'evidence')))
+    assert rc == 0 and result['archived'] == 5, out
+    # the killed run's directory (if any) is kept; this run wrote a new one
+    assert result['evidence']['dir'].startswith(str(tmp_path / 'evidence'))
