@@ -310,3 +310,73 @@ def test_a_run_killed_mid_way_leaves_no_lock_and_no_change(ansible, ansible_env,
     assert rc == 0 and result['archived'] == 5, out
     # the killed run's directory (if any) is kept; this run wrote a new one
     assert result['evidence']['dir'].startswith(str(tmp_path / 'evidence'))
+
+
+def test_check_mode_takes_no_row_lock_behind_a_running_refresh(ansible, tviews):
+    """A refresh holds a catalog row (FOR UPDATE): a real disable waits on it, a --check never does."""
+    refresh = tviews.connect(application_name='pytest-refresh-holding-row', autocommit=False)
+    try:
+        with refresh.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_tviews_metadata WHERE entity_name = 'tv_order' FOR UPDATE")
+        before = tviews.state()
+        args = dict(MODULE_ARGS, state='disabled', all=True)
+        # the reproduction: the real run takes row locks and meets the refresh's (a short lock_timeout ends the wait)
+        rc, result, out = ansible.module('tview_state', dict(args, lock_timeout='2s'))
+        assert rc != 0 and 'lock timeout' in result['msg'] and 'another session holds the lock' in result['msg'], out
+        assert tviews.state() == before
+        # check mode: no row lock, so no wait (a wait would end in the 5 minute lock_timeout's failure, not rc 0)
+        rc, result, out = ansible.module('tview_state', dict(args, lock_timeout='5m'), check=True)
+        assert rc == 0 and result['changed'] is True and result['summary'] == 'would disable 20 TVIEWs', out
+        assert not any('FOR UPDATE' in q for q in result['executed_queries'])
+        # the emergency plan and a checked act: the same
+        planned = plan(ansible, lock_timeout='5m')
+        assert len(planned['plan']['tviews']) == 20
+        rc, result, out = ansible.module('tview_emergency', dict(
+            MODULE_ARGS, step='act', plan_digest=planned['plan_digest'], incident_id='INC-CHECK', lock_timeout='5m'),
+            check=True)
+        assert rc == 0 and result['summaries']['tviews'] == 'would disable 20 TVIEWs', out
+        assert not any('FOR UPDATE' in q or 'pg_try_advisory' in q for q in result['executed_queries'])
+        assert tviews.state() == before
+    finally:
+        refresh.rollback()
+        refresh.close()
+
+
+@pytest.mark.parametrize('bad', ['../../outside', 'INC/1', '..', 'INC\x00X', ''])
+def test_an_invalid_incident_id_is_refused_before_anything_is_written(ansible, tviews, tmp_path, bad):
+    planned = plan(ansible)
+    before = tviews.state()
+    evidence = tmp_path / 'store' / 'evidence'
+    rc, result, out = ansible.module('tview_emergency', dict(
+        MODULE_ARGS, step='act', plan_digest=planned['plan_digest'], incident_id=bad, evidence_dir=str(evidence)))
+    assert rc != 0 and 'Traceback' not in out, out
+    assert ('invalid incident id' in result['msg'] or 'needs incident_id' in result['msg']
+            or 'NUL' in result['msg']), result['msg']
+    assert tviews.state() == before and not (tmp_path / 'store').exists() and not (tmp_path / 'outside').exists()
+
+
+def test_the_playbook_refuses_a_path_as_incident_id(ansible, tviews, tmp_path):
+    before = tviews.state()
+    run = ansible.playbook(PLAYBOOK, play_vars(str(tmp_path / 'incidents'), approve=True,
+                                               tview_emergency_incident_id='../../escaped'))
+    assert run.rc != 0 and 'invalid incident id' in run.output and 'Traceback' not in run.output, run
+    assert tviews.state() == before
+    assert not (tmp_path / 'escaped').exists() and not os.path.exists(os.path.join(str(tmp_path), '..', 'escaped'))
+
+
+def test_a_rerun_with_the_same_incident_id_never_overwrites_evidence(ansible, tviews, tmp_path):
+    evidence = tmp_path / 'evidence'
+    args = dict(MODULE_ARGS, step='act', incident_id='INC-SAME', evidence_dir=str(evidence))
+    rc, first, out = ansible.module('tview_emergency', dict(args, plan_digest=plan(ansible)['plan_digest']))
+    assert rc == 0 and first['changed'] is True, out
+    kept = dict((f['name'], f['sha256']) for f in first['evidence']['files'])
+    tviews.reset()  # the same incident meets the same trouble again
+    rc, second, out = ansible.module('tview_emergency', dict(args, plan_digest=plan(ansible)['plan_digest']))
+    assert rc == 0 and second['changed'] is True, out
+    assert second['evidence']['dir'] != first['evidence']['dir']
+    assert sorted(os.listdir(str(evidence))) == sorted(os.path.basename(r['evidence']['dir']) for r in (first, second))
+    for name, sha in kept.items():  # the first run's files are as it wrote them
+        with open(os.path.join(first['evidence']['dir'], name), 'rb') as handle:
+            assert hashlib.sha256(handle.read()).hexdigest() == sha
+    # (reset() dropped the archive of the first run: only the second run's rows are there)
+    assert tviews.query("SELECT count(*) FROM pg_tviews_queue_archive WHERE incident_id = 'INC-SAME'")[0][0] == 5
