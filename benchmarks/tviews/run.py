@@ -184,7 +184,8 @@ def main():
         generic_env = dict(env, ANSIBLE_COLLECTIONS_PATH=os.path.abspath(args.generic_collections))
         runs.append(('generic community.postgresql', [
             os.path.join(BIN, 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
-            os.path.join(ROOT, 'benchmarks/tviews/generic_playbook.yml'), '-e', 'bench_db=%s' % DB, '-e', 'ansible_python_interpreter=%s' % sys.executable], generic_env))
+            os.path.join(ROOT, 'benchmarks/tviews/generic_playbook.yml'), '-e', 'bench_db=%s' % DB,
+            '-e', 'ansible_python_interpreter=%s' % sys.executable], generic_env))
     results = {}
     script = os.path.join(args.state_dir, 'runbook_protocol.sql')
     with open(script, 'w') as handle:

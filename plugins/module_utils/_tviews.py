@@ -277,7 +277,6 @@ WHERE attrelid = pg_catalog.to_regclass('pg_tviews_queue') AND attnum > 0 AND NO
         return missing
 
 
-
 # --- the extension contract ------------------------------------------------------------------
 
 def extension_registry(client):
@@ -340,8 +339,8 @@ def integrity_check(client, tviews, statement_timeout_ms, limit=None, batch=INTE
             client.try_query('SAVEPOINT tview_integrity', fetch=False)
             client.try_query('SET LOCAL statement_timeout = %s', (int(statement_timeout_ms) * len(part),), fetch=False)
             statement = pgsql.SQL('SELECT ') + pgsql.SQL(', ').join(
-                pgsql.SQL('(SELECT count(*) FROM {}) AS {}').format(relation_identifier(name, schema),
-                                                                      pgsql.Identifier('c%d' % index))
+                pgsql.SQL('(SELECT count(*) FROM {}) AS {}').format(
+                    relation_identifier(name, schema), pgsql.Identifier('c%d' % index))
                 for index, (schema, name) in enumerate(part))
             rows, error = client.try_query(statement)
             if not error:

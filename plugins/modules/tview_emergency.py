@@ -12,7 +12,7 @@ DOCUMENTATION = r'''
 ---
 module: tview_emergency
 short_description: Plan, then act on, the pg_tviews emergency protocol (or the system reset) in one transaction
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - "O(step=plan): the assessment of M(incident.response.tview_info) (emergency level, SEV, exit criteria) and the
     plan of O(protocol) computed from the same state, in one call and one read-only session that takes no lock:
@@ -44,6 +44,7 @@ attributes:
     description: Returns the plan and what O(step=act) would do; takes no lock, writes nothing.
   diff_mode:
     support: none
+    description: No diff; RV(plan) and RV(actions) say what changes.
   idempotent:
     support: full
     description: A second act finds nothing left to do (no backend, no pending row, every TVIEW disabled) and changes nothing.
@@ -137,7 +138,7 @@ options:
     type: raw
     default: 5s
   error_limit:
-    description: At most this many TVIEWs in RV(before.errors) and RV(before.stale) (0, all).
+    description: At most this many TVIEWs in the C(errors) and C(stale) lists of RV(before) (0, all).
     type: int
     default: 50
 seealso:
@@ -179,7 +180,9 @@ changed:
   returned: always
   type: bool
 before:
-  description: The assessment of M(incident.response.tview_info) (status, reasons, totals, tviews, emergency level, SEV, exit criteria) the plan was computed from.
+  description:
+    - The assessment of M(incident.response.tview_info) (status, reasons, totals, tviews, emergency level, SEV,
+      exit criteria) the plan was computed from.
   returned: always
   type: dict
 after:

@@ -171,6 +171,7 @@ from ansible_collections.incident.response.plugins.module_utils._tviews import (
     detect_contract,
 )
 
+
 def argument_spec():
     spec = postgres_common_argument_spec()
     spec.update(
