@@ -30,7 +30,7 @@ import psycopg2
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 BIN = os.path.dirname(os.path.abspath(sys.executable))
-DB = 'tviews_bench'
+DB = os.environ.get('TVIEWS_BENCH_DB', 'tviews_bench')
 PSQL = '/usr/lib/postgresql/15/bin/psql'
 
 RUNBOOK_PROTOCOL = r"""
@@ -131,14 +131,22 @@ def hold(args, action):
     subprocess.run(cmd, check=True, capture_output=True, env=env)
 
 
-def timed(cmd, env=None):
+PEAK_RSS = {}
+
+
+def timed(cmd, env=None, name=None):
+    """Wall time of one command; its peak RSS (the process and the children it waited for) in PEAK_RSS[name]."""
+    out = tempfile.TemporaryFile()
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, stdin=subprocess.DEVNULL)
+    _pid, status, usage = os.wait4(proc.pid, 0)
     took = time.monotonic() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    PEAK_RSS[name or cmd[0]] = usage.ru_maxrss / 1024.0
     if proc.returncode != 0:
+        out.seek(0)
         sys.exit('benchmark: %s failed (rc %s):\n%s' % (' '.join(cmd[:3]), proc.returncode,
-                                                        (proc.stdout + proc.stderr)[-3000:]))
+                                                        out.read().decode('utf-8', 'replace')[-3000:]))
     return took
 
 
@@ -158,33 +166,48 @@ def main():
     parser.add_argument('--tviews', type=int, default=1000)
     parser.add_argument('--queue-rows', type=int, default=100000)
     parser.add_argument('--backends', type=int, default=50)
+    parser.add_argument('--info-queue-rows', type=int, default=1000000, help='pending rows for the tview_info timing')
+    parser.add_argument('--generic-collections', default=None,
+                        help='a collections path holding community.postgresql (scripts/benchmark.sh extracts 4.2.0)')
     args = parser.parse_args()
     args.state_dir = tempfile.mkdtemp(prefix='tviews-bench-')
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), INCIDENT_DIR=args.state_dir,
+               INCIDENT_STORE='files', INCIDENT_STORE_PATH=os.path.join(args.state_dir, 'incidents'),
                PATH=BIN + os.pathsep + os.environ.get('PATH', ''))
     playbook = [os.path.join(BIN, 'ansible-playbook'), '-i', os.path.join(ROOT, 'inventory/lab.yml'),
                 os.path.join(ROOT, 'playbooks/emergency_disable.yml'), '-e', 'pg_login_db=%s' % DB,
-                '-e', 'approve=true', '-e', 'tview_emergency_max_backends=%d' % (args.backends + 10)]
+                '-e', 'tview_emergency_max_backends=%d' % (args.backends + 10)]
+    runs = [('emergency_disable.yml --check', playbook + ['--check'], env),
+            ('emergency_disable.yml approve=true', playbook + ['-e', 'approve=true'], env),
+            ('runbook SQL via psql', None, env)]
+    if args.generic_collections:
+        generic_env = dict(env, ANSIBLE_COLLECTIONS_PATH=os.path.abspath(args.generic_collections))
+        runs.append(('generic community.postgresql', [
+            os.path.join(BIN, 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
+            os.path.join(ROOT, 'benchmarks/tviews/generic_playbook.yml'), '-e', 'bench_db=%s' % DB,
+            '-e', 'ansible_python_interpreter=%s' % sys.executable], generic_env))
     results = {}
     script = os.path.join(args.state_dir, 'runbook_protocol.sql')
     with open(script, 'w') as handle:
         handle.write(RUNBOOK_PROTOCOL)
+    runs[2] = (runs[2][0], [PSQL, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', DB, '-f', script], env)
     try:
-        for name, cmd in (('emergency_disable.yml', playbook),
-                          ('runbook SQL via psql', [PSQL, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', DB,
-                                                    '-f', script])):
+        for name, cmd, run_env in runs:
             prepare(args)
             hold(args, 'start')
             before = state()
-            results[name] = timed(cmd, env)
+            results[name] = timed(cmd, run_env, name)
             after = state()
             hold(args, 'stop')
-            print('%-24s %7.2fs  pending/disabled/active refreshes before %s after %s' % (name, results[name], before, after))
-        prepare(args)
+            print('%-36s %7.2fs  peak RSS %6.0f MB  pending/disabled/active refreshes before %s after %s'
+                  % (name, results[name], PEAK_RSS[name], before, after), flush=True)
+        info_args = argparse.Namespace(**dict(vars(args), queue_rows=args.info_queue_rows))
+        prepare(info_args)
         info = [os.path.join(BIN, 'ansible'), 'localhost', '-i', os.path.join(ROOT, 'inventory/lab.yml'),
                 '-m', 'incident.response.tview_info', '-a', 'login_db=%s' % DB]
-        results['tview_info'] = timed(info, env)
-        results['assessment via psql'] = timed([PSQL, '-X', '-q', '-d', DB, '-c', RUNBOOK_ASSESSMENT], env)
+        results['tview_info'] = timed(info, env, 'tview_info')
+        results['assessment via psql'] = timed([PSQL, '-X', '-q', '-d', DB, '-c', RUNBOOK_ASSESSMENT], env,
+                                               'assessment via psql')
     finally:
         subprocess.run([sys.executable, os.path.join(ROOT, 'roles/gameday/files/hold_sessions.py'), 'stop', '--name',
                         'benchmark_refresh', '--state-dir', args.state_dir], capture_output=True, check=False)
@@ -192,12 +215,21 @@ def main():
         sql(conn, 'DROP DATABASE IF EXISTS %s WITH (FORCE)' % DB)
         conn.close()
     print()
-    print('%d TVIEWs, %d pending refreshes, %d refresh backends' % (args.tviews, args.queue_rows, args.backends))
-    print('emergency_disable.yml %.2fs vs runbook SQL %.2fs: ratio %.1fx' % (
-        results['emergency_disable.yml'], results['runbook SQL via psql'],
-        results['emergency_disable.yml'] / results['runbook SQL via psql']))
-    print('tview_info %.2fs vs assessment query %.2fs: ratio %.1fx' % (
-        results['tview_info'], results['assessment via psql'], results['tview_info'] / results['assessment via psql']))
+    print('%s UTC, %d TVIEWs, %d pending refreshes, %d refresh backends (tview_info: %d pending)'
+          % (time.strftime('%Y-%m-%d %H:%M', time.gmtime()), args.tviews, args.queue_rows, args.backends,
+             args.info_queue_rows))
+    sql_time = results['runbook SQL via psql']
+    generic = results.get('generic community.postgresql')
+    for name in ('emergency_disable.yml approve=true', 'emergency_disable.yml --check'):
+        line = '%-36s %6.2fs  vs runbook SQL %.2fs: %5.1fx' % (name, results[name], sql_time, results[name] / sql_time)
+        if generic:
+            line += '  vs generic playbook %.2fs: %4.2fx' % (generic, results[name] / generic)
+        print(line)
+    print('%-36s %6.2fs  vs assessment query %.2fs: %5.1fx' % (
+        'tview_info', results['tview_info'], results['assessment via psql'],
+        results['tview_info'] / results['assessment via psql']))
+    print('controller peak RSS of emergency_disable.yml approve=true: %.0f MB'
+          % PEAK_RSS['emergency_disable.yml approve=true'])
 
 
 if __name__ == '__main__':

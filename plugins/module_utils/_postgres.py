@@ -345,6 +345,31 @@ class PgClient(object):
         """
         return self._run(sql, params, fetch, fail=False)
 
+    def copy_to(self, sql, params, handle):
+        """``COPY (<sql>) TO STDOUT`` streamed into ``handle`` (a binary file object): the rows never sit in memory.
+
+        ``sql`` is a complete COPY statement (text or psycopg2.sql composition) whose %s placeholders are bound
+        with ``params``. Returns the number of rows copied. A database error fails the module with one message
+        (rolling back an open transaction); an OSError from the file is raised to the caller.
+        """
+        cursor = self._conn.cursor()
+        try:
+            statement = cursor.mogrify(self.render(sql), params)
+            self._executed.append(excerpt(to_native(statement), 0))
+            cursor.copy_expert(statement, handle)
+            return cursor.rowcount
+        except ValueError as exc:
+            if 'NUL' not in str(exc):
+                raise
+            self.fail(NUL_MESSAGE % 'a value bound to the query')
+        except psycopg2.Error as exc:
+            if not self._conn.autocommit:
+                self._conn.rollback()
+            self.fail('COPY failed on PostgreSQL at %s: %s' % (describe_target(self.params), self._error_message(exc)))
+        finally:
+            cursor.close()
+        return None  # not reached: fail() exits
+
     @contextlib.contextmanager
     def transaction(self, commit=True):
         """Statements of the block in one transaction: committed at the end (rolled back with

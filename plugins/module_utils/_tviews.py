@@ -22,8 +22,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+
+from ansible_collections.incident.response.plugins.module_utils._common import duration_param
 from ansible_collections.incident.response.plugins.module_utils._incident import SEVERITIES, SEVERITY
-from ansible_collections.incident.response.plugins.module_utils._postgres import describe_target
+from ansible_collections.incident.response.plugins.module_utils._postgres import MAX_PG_TIMEOUT, describe_target
 
 try:
     from psycopg2 import sql as pgsql
@@ -158,6 +161,122 @@ def health_check_rows(client, contract):
     return rows, error
 
 
+# --- the runbook queue and its archive ---------------------------------------------------
+
+class Queue(object):
+    def __init__(self, client, names):
+        self.client = client
+        self.names = names
+        info = client.query_one("""
+SELECT n.nspname AS schema, c.relname AS name,
+       pg_catalog.to_regclass(pg_catalog.quote_ident(n.nspname) || '.' || %s) IS NOT NULL AS archive_exists
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = pg_catalog.to_regclass('pg_tviews_queue')
+""", (ARCHIVE_TABLE,))
+        self.schema = info['schema']
+        self.archive_exists = info['archive_exists']
+        self.queue = pgsql.Identifier(info['schema'], info['name'])
+        self.archive = pgsql.Identifier(info['schema'], ARCHIVE_TABLE)
+        self.archive_name = '%s.%s' % (info['schema'], ARCHIVE_TABLE)
+        self.columns = [r['attname'] for r in client.query("""
+SELECT attname FROM pg_catalog.pg_attribute
+WHERE attrelid = pg_catalog.to_regclass('pg_tviews_queue') AND attnum > 0 AND NOT attisdropped
+  AND attgenerated = '' ORDER BY attnum
+""")]
+
+    def filter(self, prefix='WHERE'):
+        if self.names:
+            return pgsql.SQL(' %s entity_name = ANY(%%s)' % prefix), [self.names]
+        return pgsql.SQL(''), []
+
+    def pending(self, top):
+        where, params = self.filter('AND')
+        row = self.client.query_one(pgsql.SQL(
+            'SELECT count(*) AS pending, EXTRACT(EPOCH FROM (now() - min(created_at)))::float8 AS oldest '
+            'FROM {} WHERE processed_at IS NULL').format(self.queue) + where, params)
+        by_tview = self.client.query(pgsql.SQL(
+            'SELECT entity_name AS name, count(*) AS pending FROM {} WHERE processed_at IS NULL').format(self.queue)
+            + where + pgsql.SQL(' GROUP BY entity_name ORDER BY 2 DESC, 1 LIMIT %s'), params + [top])
+        return row['pending'], row['oldest'], by_tview
+
+    def rows(self, limit):
+        where, params = self.filter('AND')
+        found = self.client.query(pgsql.SQL(
+            'SELECT row_to_json(q)::text AS j FROM {} q WHERE processed_at IS NULL').format(self.queue) + where
+            + pgsql.SQL(' ORDER BY created_at, 1 LIMIT %s'), params + [limit])
+        return [json.loads(r['j']) for r in found]
+
+    def archive_counts(self):
+        if not self.archive_exists:
+            return []
+        readable = self.client.query_one("SELECT has_table_privilege(%s, 'SELECT') AS ok", (self.archive_name,))
+        if not readable['ok']:
+            return None
+        return self.client.query(pgsql.SQL(
+            'SELECT incident_id, count(*) AS rows, count(restored_at) AS restored, '
+            "to_char(max(archived_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS last_archived_at "
+            'FROM {} GROUP BY incident_id ORDER BY max(archived_at) DESC').format(self.archive))
+
+    def unrestored(self, incident_id):
+        if not self.archive_exists:
+            return 0
+        where, params = self.filter('AND')
+        return self.client.query_one(pgsql.SQL(
+            'SELECT count(*) AS n FROM {} WHERE incident_id = %s AND restored_at IS NULL').format(self.archive)
+            + where, [incident_id] + params)['n']
+
+    def ensure_archive(self):
+        if self.archive_exists:
+            return False
+        self.client.execute(pgsql.SQL('CREATE TABLE IF NOT EXISTS {} (LIKE {})').format(self.archive, self.queue))
+        self.client.execute(pgsql.SQL(
+            'ALTER TABLE {} ADD COLUMN incident_id text NOT NULL, ADD COLUMN archived_at timestamptz NOT NULL, '
+            'ADD COLUMN restored_at timestamptz').format(self.archive))
+        self.client.execute(pgsql.SQL('CREATE INDEX ON {} (incident_id)').format(self.archive))
+        self.archive_exists = True
+        return True
+
+    def column_list(self):
+        return pgsql.SQL(', ').join(pgsql.Identifier(c) for c in self.columns)
+
+    def move_to_archive(self, incident_id):
+        where, params = self.filter('AND')
+        cols = self.column_list()
+        statement = pgsql.SQL(
+            'WITH moved AS (DELETE FROM {queue} WHERE processed_at IS NULL').format(queue=self.queue) + where + pgsql.SQL(
+            ' RETURNING {cols}) INSERT INTO {archive} ({cols}, incident_id, archived_at) '
+            'SELECT {cols}, %s, now() FROM moved').format(cols=cols, archive=self.archive)
+        return self.client.execute(statement, params + [incident_id])
+
+    def move_back(self, incident_id):
+        where, params = self.filter('AND')
+        cols = self.column_list()
+        statement = pgsql.SQL(
+            'WITH back AS (UPDATE {archive} SET restored_at = now() WHERE incident_id = %s AND restored_at IS NULL'
+        ).format(archive=self.archive) + where + pgsql.SQL(
+            ' RETURNING {cols}) INSERT INTO {queue} ({cols}) SELECT {cols} FROM back').format(cols=cols, queue=self.queue)
+        return self.client.execute(statement, [incident_id] + params)
+
+    def privilege_problem(self, action):
+        needed = []
+        if action == 'archive':
+            needed = [('pg_tviews_queue', 'DELETE')]
+            if self.archive_exists:
+                needed.append((self.archive_name, 'INSERT'))
+        elif action == 'restore' and self.archive_exists:
+            needed = [('pg_tviews_queue', 'INSERT'), (self.archive_name, 'UPDATE')]
+        missing = []
+        for table, privilege in needed:
+            row = self.client.query_one('SELECT has_table_privilege(%s, %s) AS ok', (table, privilege))
+            if not row['ok']:
+                missing.append('%s on %s' % (privilege, table))
+        if action == 'archive' and not self.archive_exists:
+            row = self.client.query_one("SELECT has_schema_privilege(%s, 'CREATE') AS ok", (self.schema,))
+            if not row['ok']:
+                missing.append('CREATE on schema %s (to create %s)' % (self.schema, self.archive_name))
+        return missing
+
+
 # --- the extension contract ------------------------------------------------------------------
 
 def extension_registry(client):
@@ -198,27 +317,171 @@ def is_on(value):
 
 # --- integrity check -------------------------------------------------------------------------
 
-def integrity_check(client, tviews, statement_timeout_ms, limit=None):
+INTEGRITY_BATCH = 100
+
+
+def integrity_check(client, tviews, statement_timeout_ms, limit=None, batch=INTEGRITY_BATCH):
     """Read each TVIEW (count(*)) in a read-only transaction with a statement timeout.
 
     ``tviews`` is a list of (schema or None, name). Identifiers are quoted with psycopg2.sql.
+    Many TVIEWs are read per statement (``batch``; the statement's timeout is the per-TVIEW timeout
+    times the TVIEWs it reads); a batch that fails is read again one TVIEW at a time (each with the
+    per-TVIEW timeout), so that every failure is named with its own error.
     Returns a list of dicts: name, ok, rows or error.
     """
+    chosen = tviews[:limit] if limit else tviews
     results = []
     with client.transaction(commit=False):
         client.try_query('SET TRANSACTION READ ONLY', fetch=False)
-        client.try_query('SET LOCAL statement_timeout = %s', (int(statement_timeout_ms),), fetch=False)
-        for schema, name in tviews[:limit] if limit else tviews:
-            label = '%s.%s' % (schema, name) if schema else name
+        for start in range(0, len(chosen), max(1, batch)):
+            part = chosen[start:start + max(1, batch)]
+            labels = ['%s.%s' % (schema, name) if schema else name for schema, name in part]
             client.try_query('SAVEPOINT tview_integrity', fetch=False)
-            statement = pgsql.SQL('SELECT count(*) AS n FROM {}').format(relation_identifier(name, schema))
+            client.try_query('SET LOCAL statement_timeout = %s', (int(statement_timeout_ms) * len(part),), fetch=False)
+            statement = pgsql.SQL('SELECT ') + pgsql.SQL(', ').join(
+                pgsql.SQL('(SELECT count(*) FROM {}) AS {}').format(
+                    relation_identifier(name, schema), pgsql.Identifier('c%d' % index))
+                for index, (schema, name) in enumerate(part))
             rows, error = client.try_query(statement)
-            if error:
-                client.try_query('ROLLBACK TO SAVEPOINT tview_integrity', fetch=False)
-                results.append(dict(name=label, ok=False, error=error))
-            else:
-                results.append(dict(name=label, ok=True, rows=rows[0]['n']))
+            if not error:
+                counts = rows[0]
+                results.extend(dict(name=label, ok=True, rows=counts['c%d' % index]) for index, label in enumerate(labels))
+                continue
+            client.try_query('ROLLBACK TO SAVEPOINT tview_integrity', fetch=False)
+            client.try_query('SET LOCAL statement_timeout = %s', (int(statement_timeout_ms),), fetch=False)
+            for (schema, name), label in zip(part, labels):
+                client.try_query('SAVEPOINT tview_integrity_one', fetch=False)
+                rows, error = client.try_query(
+                    pgsql.SQL('SELECT count(*) AS n FROM {}').format(relation_identifier(name, schema)))
+                if error:
+                    client.try_query('ROLLBACK TO SAVEPOINT tview_integrity_one', fetch=False)
+                    results.append(dict(name=label, ok=False, error=error))
+                else:
+                    results.append(dict(name=label, ok=True, rows=rows[0]['n']))
     return results
+
+
+# --- the assessment (tview_info, tview_emergency) ---------------------------------------
+
+def validate_assessment(module, timeout_name='statement_timeout'):
+    """Check and convert the thresholds; returns (thresholds, statement_timeout_ms) or fails the module."""
+    params = module.params
+    stale_after = duration_param(module, 'stale_after')
+    timeout = duration_param(module, timeout_name, resolution=0.001, maximum=MAX_PG_TIMEOUT)
+    if stale_after is None or stale_after <= 0:
+        module.fail_json(msg='stale_after must be a positive duration, got %r' % (params['stale_after'],))
+    if timeout is None or timeout <= 0:
+        module.fail_json(msg='%s must be a positive duration, got %r' % (timeout_name, params[timeout_name]))
+    for name in ('failing_share', 'connection_share', 'exit_healthy_share'):
+        if not 0 <= params[name] <= 1:
+            module.fail_json(msg='%s must be between 0 and 1, got %s' % (name, params[name]))
+    for name in ('max_pending', 'integrity_limit', 'error_limit'):
+        if params.get(name) is not None and params[name] < 0:
+            module.fail_json(msg='%s must not be negative, got %s' % (name, params[name]))
+    thresholds = dict(failing_share=params['failing_share'], max_pending=params['max_pending'],
+                      connection_share=params['connection_share'], stale_after=stale_after,
+                      exit_healthy_share=params['exit_healthy_share'])
+    return thresholds, int(timeout * 1000)
+
+
+def assess_runbook(client, thresholds, error_limit):
+    counts = runbook_assessment(client)
+    rows = runbook_tviews(client, thresholds['stale_after'])
+    total = counts['total']
+    healthy = total - counts['with_errors']
+    stale = [r['name'] for r in rows if r['stale']]
+    totals = dict(
+        total=total,
+        with_errors=counts['with_errors'],
+        healthy=healthy,
+        healthy_share=round(float(healthy) / total, 4) if total else None,
+        disabled=counts['disabled'],
+        pending=counts['pending'],
+        oldest_pending_seconds=None if counts['oldest_pending_seconds'] is None
+        else round(counts['oldest_pending_seconds'], 1),
+        stale=len(stale),
+        max_refresh_ms=counts['max_refresh_ms'],
+        avg_refresh_ms=None if counts['avg_refresh_ms'] is None else round(counts['avg_refresh_ms'], 1),
+        active_connections=counts['active_connections'],
+        lock_waiting_connections=counts['lock_waiting_connections'],
+        max_connections=counts['max_connections'],
+    )
+    for row in rows:
+        row['refresh_age_seconds'] = None if row['refresh_age_seconds'] is None else round(row['refresh_age_seconds'], 1)
+    errors = [dict(name=r['name'], last_error=r['last_error'], emergency_disabled=r['emergency_disabled'])
+              for r in rows if r['last_error'] is not None]
+    facts = dict(totals, stale_count=len(stale))
+    targets = [(None, r['name']) for r in rows]
+    return dict(totals=totals, tviews=rows, errors=errors[:error_limit] if error_limit else errors,
+                stale=stale[:error_limit] if error_limit else stale,
+                unavailable=dict(fields=[], note=None)), facts, targets
+
+
+def assess_extension(client, result_extra):
+    registry = extension_registry(client)
+    suspension = extension_suspension(client)
+    version = client.query_one('SELECT tviews.contract_version()::text AS v')
+    counts = client.query_one("""
+SELECT (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE state = 'active') AS active_connections,
+       (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE wait_event_type = 'Lock') AS lock_waiting_connections,
+       current_setting('max_connections')::int AS max_connections
+""")
+    totals = dict((name, None) for name in EXTENSION_MISSING_FIELDS if name not in ('errors',))
+    totals.update(total=len(registry), needs_reregister=sum(1 for r in registry if r['needs_reregister']), **counts)
+    result_extra.update(suspension=suspension, contract_version=version['v'])
+    suspended = bool(suspension['session'] or any(
+        v is not None and v.strip().lower() in ('on', 'true', 'yes', '1')
+        for v in [suspension['database']] + list(suspension['roles'].values())))
+    facts = dict(totals, stale_count=None, suspended=suspended)
+    targets = [(r['schema'], r['name']) for r in registry]
+    return dict(totals=totals, tviews=registry, errors=[], stale=[],
+                unavailable=dict(fields=list(EXTENSION_MISSING_FIELDS), note=EXTENSION_MISSING_NOTE)), facts, targets
+
+
+def assess(client, requested_contract, thresholds, error_limit=50, integrity=False, integrity_timeout_ms=5000,
+           integrity_limit=0):
+    """The assessment of tview_info (emergency level, SEV, exit criteria) on an open PgClient.
+
+    Returns (status, reasons, result, context): ``result`` holds every fact tview_info returns (but
+    executed_queries), ``context`` the contract, the TVIEW targets (schema, name) and the raw facts.
+    """
+    contract = detect_contract(client, requested_contract)
+    extra = client.query_one("SELECT current_database() AS database, current_setting('server_version') AS server_version")
+    if contract == EXTENSION:
+        result, facts, targets = assess_extension(client, extra)
+    else:
+        result, facts, targets = assess_runbook(client, thresholds, error_limit)
+    health, health_error = health_check_rows(client, contract)
+    result['health_check'] = health or []
+    if health_error:
+        result['health_check_error'] = health_error
+    facts['health_problems'] = None if health is None else sum(1 for r in health if r.get('status') != 'ok')
+    checked = None
+    if integrity:
+        checked = integrity_check(client, targets, integrity_timeout_ms, integrity_limit or None)
+        result['integrity'] = checked
+        result['integrity_ok'] = all(r['ok'] for r in checked)
+    level = emergency_level(facts, thresholds)
+    failures = sum(1 for r in checked or [] if not r['ok'])
+    sev = sev_class(facts, level, failures)
+    reasons = list(level['reasons'])
+    if failures:
+        reasons.append('%d TVIEWs cannot be read (integrity check)' % failures)
+    if health_error:
+        reasons.append('the health check failed: %s' % health_error)
+    result.update(extra)
+    result.update(
+        contract=contract,
+        emergency_level=level['level'],
+        emergency_label=level['label'],
+        recommended_action=level['recommended_action'],
+        unevaluated=level['unevaluated'],
+        severity=sev['severity'],
+        priority=sev['priority'],
+        response=sev['response'],
+        exit_criteria=exit_criteria(facts, thresholds, checked),
+    )
+    return overall_status(level, checked), reasons, result, dict(contract=contract, targets=targets, facts=facts)
 
 
 # --- the runbooks' decisions (pure) -------------------------------------------------------

@@ -241,32 +241,12 @@ executed_queries:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.incident.response.plugins.module_utils._common import (
-    diagnosis_result,
-    duration_param,
-    new_module,
-)
-from ansible_collections.incident.response.plugins.module_utils._postgres import (
-    MAX_PG_TIMEOUT,
-    PgClient,
-    postgres_common_argument_spec,
-)
+from ansible_collections.incident.response.plugins.module_utils._common import diagnosis_result, new_module
+from ansible_collections.incident.response.plugins.module_utils._postgres import PgClient, postgres_common_argument_spec
 from ansible_collections.incident.response.plugins.module_utils._tviews import (
     CONTRACT_CHOICES,
-    EXTENSION,
-    EXTENSION_MISSING_FIELDS,
-    EXTENSION_MISSING_NOTE,
-    detect_contract,
-    emergency_level,
-    exit_criteria,
-    extension_registry,
-    extension_suspension,
-    health_check_rows,
-    integrity_check,
-    overall_status,
-    runbook_assessment,
-    runbook_tviews,
-    sev_class,
+    assess,
+    validate_assessment,
 )
 
 
@@ -288,129 +268,17 @@ def argument_spec():
     return spec
 
 
-def validate(module):
-    """Check and convert the thresholds; returns (thresholds, statement_timeout_ms) or fails the module."""
-    params = module.params
-    stale_after = duration_param(module, 'stale_after')
-    timeout = duration_param(module, 'statement_timeout', resolution=0.001, maximum=MAX_PG_TIMEOUT)
-    if stale_after is None or stale_after <= 0:
-        module.fail_json(msg='stale_after must be a positive duration, got %r' % (params['stale_after'],))
-    if timeout is None or timeout <= 0:
-        module.fail_json(msg='statement_timeout must be a positive duration, got %r' % (params['statement_timeout'],))
-    for name in ('failing_share', 'connection_share', 'exit_healthy_share'):
-        if not 0 <= params[name] <= 1:
-            module.fail_json(msg='%s must be between 0 and 1, got %s' % (name, params[name]))
-    for name in ('max_pending', 'integrity_limit', 'error_limit'):
-        if params[name] < 0:
-            module.fail_json(msg='%s must not be negative, got %s' % (name, params[name]))
-    thresholds = dict(failing_share=params['failing_share'], max_pending=params['max_pending'],
-                      connection_share=params['connection_share'], stale_after=stale_after,
-                      exit_healthy_share=params['exit_healthy_share'])
-    return thresholds, int(timeout * 1000)
-
-
-def assess_runbook(client, thresholds, error_limit):
-    counts = runbook_assessment(client)
-    rows = runbook_tviews(client, thresholds['stale_after'])
-    total = counts['total']
-    healthy = total - counts['with_errors']
-    stale = [r['name'] for r in rows if r['stale']]
-    totals = dict(
-        total=total,
-        with_errors=counts['with_errors'],
-        healthy=healthy,
-        healthy_share=round(float(healthy) / total, 4) if total else None,
-        disabled=counts['disabled'],
-        pending=counts['pending'],
-        oldest_pending_seconds=None if counts['oldest_pending_seconds'] is None
-        else round(counts['oldest_pending_seconds'], 1),
-        stale=len(stale),
-        max_refresh_ms=counts['max_refresh_ms'],
-        avg_refresh_ms=None if counts['avg_refresh_ms'] is None else round(counts['avg_refresh_ms'], 1),
-        active_connections=counts['active_connections'],
-        lock_waiting_connections=counts['lock_waiting_connections'],
-        max_connections=counts['max_connections'],
-    )
-    for row in rows:
-        row['refresh_age_seconds'] = None if row['refresh_age_seconds'] is None else round(row['refresh_age_seconds'], 1)
-    errors = [dict(name=r['name'], last_error=r['last_error'], emergency_disabled=r['emergency_disabled'])
-              for r in rows if r['last_error'] is not None]
-    facts = dict(totals, stale_count=len(stale))
-    targets = [(None, r['name']) for r in rows]
-    return dict(totals=totals, tviews=rows, errors=errors[:error_limit] if error_limit else errors,
-                stale=stale[:error_limit] if error_limit else stale,
-                unavailable=dict(fields=[], note=None)), facts, targets
-
-
-def assess_extension(client, result_extra):
-    registry = extension_registry(client)
-    suspension = extension_suspension(client)
-    version = client.query_one('SELECT tviews.contract_version()::text AS v')
-    counts = client.query_one("""
-SELECT (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE state = 'active') AS active_connections,
-       (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE wait_event_type = 'Lock') AS lock_waiting_connections,
-       current_setting('max_connections')::int AS max_connections
-""")
-    totals = dict((name, None) for name in EXTENSION_MISSING_FIELDS if name not in ('errors',))
-    totals.update(total=len(registry), needs_reregister=sum(1 for r in registry if r['needs_reregister']), **counts)
-    result_extra.update(suspension=suspension, contract_version=version['v'])
-    suspended = bool(suspension['session'] or any(
-        v is not None and v.strip().lower() in ('on', 'true', 'yes', '1')
-        for v in [suspension['database']] + list(suspension['roles'].values())))
-    facts = dict(totals, stale_count=None, suspended=suspended)
-    targets = [(r['schema'], r['name']) for r in registry]
-    return dict(totals=totals, tviews=registry, errors=[], stale=[],
-                unavailable=dict(fields=list(EXTENSION_MISSING_FIELDS), note=EXTENSION_MISSING_NOTE)), facts, targets
-
-
 def main():
     module = new_module(AnsibleModule, argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
-    thresholds, timeout_ms = validate(module)
-
+    thresholds, timeout_ms = validate_assessment(module)
     client = PgClient(module)
-    contract = detect_contract(client, p['contract'])
-    extra = dict(database=client.query_one('SELECT current_database() AS d')['d'],
-                 server_version=client.query_one("SELECT current_setting('server_version') AS v")['v'])
-    if contract == EXTENSION:
-        result, facts, targets = assess_extension(client, extra)
-    else:
-        result, facts, targets = assess_runbook(client, thresholds, p['error_limit'])
-    health, health_error = health_check_rows(client, contract)
-    result['health_check'] = health or []
-    if health_error:
-        result['health_check_error'] = health_error
-    facts['health_problems'] = None if health is None else sum(1 for r in health if r.get('status') != 'ok')
-
-    integrity = None
-    if p['integrity_check']:
-        integrity = integrity_check(client, targets, timeout_ms, p['integrity_limit'] or None)
-        result['integrity'] = integrity
-        result['integrity_ok'] = all(r['ok'] for r in integrity)
+    status, reasons, result, dummy = assess(client, p['contract'], thresholds, error_limit=p['error_limit'],
+                                            integrity=p['integrity_check'], integrity_timeout_ms=timeout_ms,
+                                            integrity_limit=p['integrity_limit'])
     client.close()
-
-    level = emergency_level(facts, thresholds)
-    failures = sum(1 for r in integrity or [] if not r['ok'])
-    sev = sev_class(facts, level, failures)
-    reasons = list(level['reasons'])
-    if failures:
-        reasons.append('%d TVIEWs cannot be read (integrity check)' % failures)
-    if health_error:
-        reasons.append('the health check failed: %s' % health_error)
-    result.update(extra)
-    result.update(
-        contract=contract,
-        emergency_level=level['level'],
-        emergency_label=level['label'],
-        recommended_action=level['recommended_action'],
-        unevaluated=level['unevaluated'],
-        severity=sev['severity'],
-        priority=sev['priority'],
-        response=sev['response'],
-        exit_criteria=exit_criteria(facts, thresholds, integrity),
-        executed_queries=client.queries,
-    )
-    module.exit_json(**diagnosis_result(overall_status(level, integrity), reasons, **result))
+    result['executed_queries'] = client.queries
+    module.exit_json(**diagnosis_result(status, reasons, **result))
 
 
 if __name__ == '__main__':

@@ -13,6 +13,13 @@ DOCUMENTATION = r'''
 module: tview_lock
 short_description: Hold a PostgreSQL advisory lock for the length of a pg_tviews emergency run
 version_added: 0.1.0
+deprecated:
+  removed_in: 1.0.0
+  why: >-
+    Its background holder cannot find the run it belongs to over SSH or under AWX; the emergency and reset roles
+    no longer use it. The lock of M(incident.response.tview_emergency) is the act's own transaction
+    (pg_try_advisory_xact_lock) and ends however the run ends.
+  alternative: Use M(incident.response.tview_emergency).
 description:
   - "O(state=present) takes the session-level advisory lock C(pg_try_advisory_lock(hashtext(O(name)))) in the
     target database from a small background process that keeps its session open (C(application_name)

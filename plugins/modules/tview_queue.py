@@ -155,8 +155,6 @@ executed_queries:
   elements: str
 '''
 
-import json
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.incident.response.plugins.module_utils._common import (
@@ -167,14 +165,11 @@ from ansible_collections.incident.response.plugins.module_utils._common import (
 )
 from ansible_collections.incident.response.plugins.module_utils._postgres import PgClient, postgres_common_argument_spec
 from ansible_collections.incident.response.plugins.module_utils._tviews import (
-    ARCHIVE_TABLE,
     CONTRACT_CHOICES,
     EXTENSION,
+    Queue,
     detect_contract,
-    pgsql,
 )
-
-ARCHIVE_COLUMNS = ('incident_id', 'archived_at', 'restored_at')
 
 
 def argument_spec():
@@ -201,120 +196,6 @@ def argument_problem(params):
     if params['top'] < 0:
         return 'top must not be negative, got %s' % params['top']
     return None
-
-
-class Queue(object):
-    def __init__(self, client, names):
-        self.client = client
-        self.names = names
-        info = client.query_one("""
-SELECT n.nspname AS schema, c.relname AS name,
-       pg_catalog.to_regclass(pg_catalog.quote_ident(n.nspname) || '.' || %s) IS NOT NULL AS archive_exists
-FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.oid = pg_catalog.to_regclass('pg_tviews_queue')
-""", (ARCHIVE_TABLE,))
-        self.schema = info['schema']
-        self.archive_exists = info['archive_exists']
-        self.queue = pgsql.Identifier(info['schema'], info['name'])
-        self.archive = pgsql.Identifier(info['schema'], ARCHIVE_TABLE)
-        self.archive_name = '%s.%s' % (info['schema'], ARCHIVE_TABLE)
-        self.columns = [r['attname'] for r in client.query("""
-SELECT attname FROM pg_catalog.pg_attribute
-WHERE attrelid = pg_catalog.to_regclass('pg_tviews_queue') AND attnum > 0 AND NOT attisdropped
-  AND attgenerated = '' ORDER BY attnum
-""")]
-
-    def filter(self, prefix='WHERE'):
-        if self.names:
-            return pgsql.SQL(' %s entity_name = ANY(%%s)' % prefix), [self.names]
-        return pgsql.SQL(''), []
-
-    def pending(self, top):
-        where, params = self.filter('AND')
-        row = self.client.query_one(pgsql.SQL(
-            'SELECT count(*) AS pending, EXTRACT(EPOCH FROM (now() - min(created_at)))::float8 AS oldest '
-            'FROM {} WHERE processed_at IS NULL').format(self.queue) + where, params)
-        by_tview = self.client.query(pgsql.SQL(
-            'SELECT entity_name AS name, count(*) AS pending FROM {} WHERE processed_at IS NULL').format(self.queue)
-            + where + pgsql.SQL(' GROUP BY entity_name ORDER BY 2 DESC, 1 LIMIT %s'), params + [top])
-        return row['pending'], row['oldest'], by_tview
-
-    def rows(self, limit):
-        where, params = self.filter('AND')
-        found = self.client.query(pgsql.SQL(
-            'SELECT row_to_json(q)::text AS j FROM {} q WHERE processed_at IS NULL').format(self.queue) + where
-            + pgsql.SQL(' ORDER BY created_at, 1 LIMIT %s'), params + [limit])
-        return [json.loads(r['j']) for r in found]
-
-    def archive_counts(self):
-        if not self.archive_exists:
-            return []
-        readable = self.client.query_one("SELECT has_table_privilege(%s, 'SELECT') AS ok", (self.archive_name,))
-        if not readable['ok']:
-            return None
-        return self.client.query(pgsql.SQL(
-            'SELECT incident_id, count(*) AS rows, count(restored_at) AS restored, '
-            "to_char(max(archived_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS last_archived_at "
-            'FROM {} GROUP BY incident_id ORDER BY max(archived_at) DESC').format(self.archive))
-
-    def unrestored(self, incident_id):
-        if not self.archive_exists:
-            return 0
-        where, params = self.filter('AND')
-        return self.client.query_one(pgsql.SQL(
-            'SELECT count(*) AS n FROM {} WHERE incident_id = %s AND restored_at IS NULL').format(self.archive)
-            + where, [incident_id] + params)['n']
-
-    def ensure_archive(self):
-        if self.archive_exists:
-            return False
-        self.client.execute(pgsql.SQL('CREATE TABLE IF NOT EXISTS {} (LIKE {})').format(self.archive, self.queue))
-        self.client.execute(pgsql.SQL(
-            'ALTER TABLE {} ADD COLUMN incident_id text NOT NULL, ADD COLUMN archived_at timestamptz NOT NULL, '
-            'ADD COLUMN restored_at timestamptz').format(self.archive))
-        self.client.execute(pgsql.SQL('CREATE INDEX ON {} (incident_id)').format(self.archive))
-        self.archive_exists = True
-        return True
-
-    def column_list(self):
-        return pgsql.SQL(', ').join(pgsql.Identifier(c) for c in self.columns)
-
-    def move_to_archive(self, incident_id):
-        where, params = self.filter('AND')
-        cols = self.column_list()
-        statement = pgsql.SQL(
-            'WITH moved AS (DELETE FROM {queue} WHERE processed_at IS NULL').format(queue=self.queue) + where + pgsql.SQL(
-            ' RETURNING {cols}) INSERT INTO {archive} ({cols}, incident_id, archived_at) '
-            'SELECT {cols}, %s, now() FROM moved').format(cols=cols, archive=self.archive)
-        return self.client.execute(statement, params + [incident_id])
-
-    def move_back(self, incident_id):
-        where, params = self.filter('AND')
-        cols = self.column_list()
-        statement = pgsql.SQL(
-            'WITH back AS (UPDATE {archive} SET restored_at = now() WHERE incident_id = %s AND restored_at IS NULL'
-        ).format(archive=self.archive) + where + pgsql.SQL(
-            ' RETURNING {cols}) INSERT INTO {queue} ({cols}) SELECT {cols} FROM back').format(cols=cols, queue=self.queue)
-        return self.client.execute(statement, [incident_id] + params)
-
-    def privilege_problem(self, action):
-        needed = []
-        if action == 'archive':
-            needed = [('pg_tviews_queue', 'DELETE')]
-            if self.archive_exists:
-                needed.append((self.archive_name, 'INSERT'))
-        elif action == 'restore' and self.archive_exists:
-            needed = [('pg_tviews_queue', 'INSERT'), (self.archive_name, 'UPDATE')]
-        missing = []
-        for table, privilege in needed:
-            row = self.client.query_one('SELECT has_table_privilege(%s, %s) AS ok', (table, privilege))
-            if not row['ok']:
-                missing.append('%s on %s' % (privilege, table))
-        if action == 'archive' and not self.archive_exists:
-            row = self.client.query_one("SELECT has_schema_privilege(%s, 'CREATE') AS ok", (self.schema,))
-            if not row['ok']:
-                missing.append('CREATE on schema %s (to create %s)' % (self.schema, self.archive_name))
-        return missing
 
 
 def main():

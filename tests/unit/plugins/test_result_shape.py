@@ -57,6 +57,7 @@ from ansible_collections.incident.response.plugins.modules import (
     service_pause,
     service_restart,
     service_scale,
+    tview_emergency,
     tview_info,
     tview_lock,
     tview_queue,
@@ -67,7 +68,7 @@ MODULES_DIR = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'plugins
 DIAGNOSES = {'pg_activity_info', 'tview_info', 'http_check', 'service_info', 'incident_info', 'incident_metrics_info',
              'incident_timers_info', 'redis_info', 'bull_queue_info', 'alertmanager_alert_info', 'alert_route_info',
              'pgbouncer_info'}
-REMEDIATIONS = {'pg_backends', 'tview_state', 'tview_queue', 'tview_lock', 'service_scale', 'service_pause',
+REMEDIATIONS = {'pg_backends', 'tview_emergency', 'tview_state', 'tview_queue', 'tview_lock', 'service_scale', 'service_pause',
                 'service_restart', 'deployment_rollback', 'incident', 'incident_notify', 'incident_review',
                 'incident_monitor', 'bull_queue', 'alertmanager_silence', 'redis_flush', 'evidence_capture',
                 'packet_capture', 'firewall_block', 'pgbouncer_pool'}
@@ -78,7 +79,7 @@ MODULES = dict((m.__name__.rsplit('.', 1)[-1], m) for m in (
     alert_route_info, alertmanager_alert_info, alertmanager_silence, deployment_rollback, http_check, incident,
     incident_info, incident_metrics_info, incident_monitor, incident_notify, incident_review, incident_timers_info,
     bull_queue, bull_queue_info, redis_flush, redis_info, pg_activity_info, pg_backends, pgbouncer_info,
-    pgbouncer_pool, service_info, service_pause, service_restart, service_scale, tview_info, tview_lock, tview_queue,
+    pgbouncer_pool, service_info, service_pause, service_restart, service_scale, tview_emergency, tview_info, tview_lock, tview_queue,
     tview_state, evidence_capture, packet_capture, firewall_block))
 VICTIM = 'ir-shape-victim'
 
@@ -360,6 +361,9 @@ CASES = [
     ('tview_state', 'undo', pg('tviews_runbook', state='enabled', names=['tv_order']), False, True),
     ('tview_queue', 'inspect', pg('tviews_runbook'), False, False),
     ('tview_queue', 'archive-check-diff', pg('tviews_runbook', action='archive', incident_id='INC-SHAPE'), True, True),
+    ('tview_emergency', 'plan', pg('tviews_runbook', step='plan'), False, False),
+    ('tview_emergency', 'act-check', pg('tviews_runbook', step='act', plan_digest='v1:0:' + '0' * 64,
+                                        incident_id='INC-SHAPE'), True, False),
     ('tview_lock', 'check', pg(max_hold='60s', name='ir-shape-lock'), True, False),
     ('tview_lock', 'take', pg(max_hold='60s', name='ir-shape-lock'), False, False),
     ('tview_lock', 'already-held', pg(max_hold='60s', name='ir-shape-lock'), False, False),
@@ -409,7 +413,8 @@ def test_result_shape(name, build, check, diff, request):
     if name == 'pg_activity_info':
         request.getfixturevalue('idle_in_transaction')
     postgres = request.getfixturevalue('postgres') if name in ('pg_activity_info', 'tview_info', 'pg_backends',
-                                                               'tview_state', 'tview_queue', 'tview_lock') else None
+                                                               'tview_state', 'tview_queue', 'tview_lock',
+                                                               'tview_emergency') else None
     base = request.getfixturevalue('http_base') if name == 'http_check' else None
     args = dict(build(postgres, base), _ansible_check_mode=check, _ansible_diff=diff)
     if name in ('alertmanager_alert_info', 'alertmanager_silence') and 'url' not in args:
