@@ -167,6 +167,11 @@ changelog-lint: setup ## antsibull-changelog lint (fragments) and changelogs/cha
 build: setup ## ansible-galaxy collection build into build/dist
 	cd "$(ROOT)" && ansible-galaxy collection build --force --output-path build/dist
 
+# The execution environment's build context (offline); building the image needs the base image from a registry.
+.PHONY: ee-context
+ee-context: build ## ansible-builder create: execution-environment/ -> build/ee/context (docs/awx.md)
+	cd "$(ROOT)" && ansible-builder create -f execution-environment/execution-environment.yml -c build/ee/context --output-filename Containerfile
+
 clean: ## remove build/, test output and caches (keeps .venv and the lab)
 	rm -rf "$(ROOT)/build" "$(ROOT)/tests/output" "$(ROOT)/.pytest_cache"
 	find "$(ROOT)" -path "$(VENV)" -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
