@@ -258,6 +258,10 @@ class _NoAliases(yaml.SafeDumper):  # pylint: disable=too-many-ancestors
     def ignore_aliases(self, data):
         return True
 
+    def increase_indent(self, flow=False, indentless=False):
+        # sequences indented under their key, as yamllint / ansible-lint expect
+        return super().increase_indent(flow, False)
+
 
 def render(key, items, what):
     body = yaml.dump({key: items}, Dumper=_NoAliases, sort_keys=False, default_flow_style=False, width=120,
