@@ -53,7 +53,7 @@ fi
 endef
 
 .PHONY: help setup test sanity lint unit integration molecule lab-up lab-down \
-        demo benchmark benchmark-tviews benchmark-services changelog-lint build clean distclean
+        demo benchmark benchmark-tviews benchmark-services benchmark-awx changelog-lint build clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  \1\t/' | expand -t 18
@@ -160,6 +160,10 @@ benchmark-tviews: setup ## pg_tviews: emergency_disable.yml and tview_info vs th
 benchmark-services: setup ## workers 2 -> 20 -> 2 with service_scale vs the raw Compose CLI (needs the lab; not part of make test)
 	@$(call need_lab_env)
 	@cd "$(ROOT)" && set -a && . "$(LAB_DIR)/lab.env" && set +a && python benchmarks/services/scale_benchmark.py $(BENCHMARK_ARGS)
+
+benchmark-awx: setup ## connection_pool_exhausted.yml on 1, 10, 20 PostgreSQL targets (forks = targets): time, memory (needs the lab)
+	@$(call need_lab_env)
+	@cd "$(ROOT)" && set -a && . "$(LAB_DIR)/lab.env" && set +a && python benchmarks/awx_targets.py $(BENCHMARK_ARGS)
 
 changelog-lint: setup ## antsibull-changelog lint (fragments) and changelogs/changelog.yaml
 	cd "$(ROOT)" && antsibull-changelog lint && antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml

@@ -221,7 +221,7 @@ def build_workflows(source, templates):
                 # the check, the run and the review must be one incident
                 item['required'] = True
                 item['question_description'] = ('The incident of the whole workflow (INC-YYYY-MM-DD-NNN): the check, '
-                                                 'the run and the review all record into it.')
+                                                'the run and the review all record into it.')
         run_node = dict(identifier='run', unified_job_template=run, always_nodes=['review'])
         if approve:
             run_node['extra_data'] = {approve: True}

@@ -208,6 +208,7 @@ def test_emergency_workflow_denied_changes_nothing_approved_acts_then_review(con
     def answers(incident):
         # force: the lab is shared, another test may reset the faults meanwhile; the run acts whatever the level
         return dict(incident_id=incident, tview_emergency_force='true')
+
     def mine(incident):
         disabled = tviews.query('SELECT count(*) FROM pg_tviews_metadata WHERE emergency_disable_reason LIKE %s',
                                 ('[%s]%%' % incident,))[0][0]
