@@ -19,6 +19,7 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'integration'))
+sys.path.insert(0, os.path.join(ROOT, 'build', 'collections'))
 
 # pylint: disable=wrong-import-position
 from test_awx_many_targets import drop_targets, hold_idle_transaction, inventory, make_targets  # noqa: E402
