@@ -52,9 +52,9 @@ def run(env, count, check):
         if proc.returncode != 0:
             print(proc.stdout[-3000:] + proc.stderr[-2000:], file=sys.stderr)
             raise SystemExit('the run on %d targets failed (rc %d)' % (count, proc.returncode))
-        return dict(targets=count, seconds=round(took, 1), cpu_seconds=round(
-            (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 1),
-            max_rss_mb=round(after.ru_maxrss / 1024.0, 1))
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return dict(targets=count, seconds=round(took, 1), cpu_seconds=round(cpu, 1),
+                    max_rss_mb=round(after.ru_maxrss / 1024.0, 1))
     finally:
         for conn in conns:
             conn.close()
@@ -74,8 +74,8 @@ def main():
     base = rows[0]['seconds']
     print('%8s %10s %12s %12s %10s' % ('targets', 'seconds', 'cpu seconds', 'max RSS MB', 'x 1 target'))
     for row in rows:
-        print('%8d %10.1f %12.1f %12.1f %10.2f' % (row['targets'], row['seconds'], row['cpu_seconds'],
-                                                  row['max_rss_mb'], row['seconds'] / base))
+        print('%8d %10.1f %12.1f %12.1f %10.2f' % (
+            row['targets'], row['seconds'], row['cpu_seconds'], row['max_rss_mb'], row['seconds'] / base))
     print(json.dumps(rows))
 
 

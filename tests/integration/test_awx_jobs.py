@@ -145,9 +145,12 @@ def convert(job, store_dir, *args):
 
 
 def test_check_then_run_job_remediates_and_feeds_the_timeline(controller, lab, idle_fault, store_dir):
-    victims = lab.pids('gameday_idle_tx')
-    assert len(victims) >= 3
     time.sleep(4)
+    # the lab is shared: the victims are the fault's sessions old enough for the threshold (3s) right now
+    victims = [row[0] for row in lab.query(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'gameday_idle_tx' "
+        "AND state = 'idle in transaction' AND now() - state_change > interval '3.5 seconds' ORDER BY pid")]
+    assert len(victims) >= 3
     answers = dict(incident_id='INC-2026-12-01-991', pg_connections_idle_in_transaction_age='3s')
     store = get_store(dict(store='files', store_path=store_dir))
     store.create(dict(id='INC-2026-12-01-991', title='pool exhausted (AWX)', system='schedule_generator'))
@@ -157,13 +160,13 @@ def test_check_then_run_job_remediates_and_feeds_the_timeline(controller, lab, i
     assert check.status == 'successful', check
     for pid in victims:
         assert 'WOULD TERMINATE pid %d' % pid in check.output
-    assert lab.pids('gameday_idle_tx') == victims, 'the check job ended sessions'
+    assert set(victims) <= set(lab.pids('gameday_idle_tx')), 'the check job ended sessions'
     assert snapshot(store_dir) == before
 
     run = controller.launch('incident.response connection_pool_exhausted (run)', answers)
     assert run.status == 'successful', run
     assert not os.path.exists(os.path.join(run.pdd, 'env', 'cmdline')), 'the run job inherited a --check'
-    assert lab.pids('gameday_idle_tx') == []
+    assert not set(victims) & set(lab.pids('gameday_idle_tx'))
     # the lab is shared: other idle transactions older than 3s may be ended too; ours are among them
     assert re.search(r'terminated (\d+) backends', run.output) and \
         int(re.search(r'terminated (\d+) backends', run.output).group(1)) >= len(victims), run
