@@ -53,7 +53,7 @@ fi
 endef
 
 .PHONY: help setup test sanity lint unit integration molecule lab-up lab-down \
-        demo benchmark benchmark-tviews benchmark-services changelog-lint build clean distclean
+        demo benchmark benchmark-tviews benchmark-services benchmark-awx changelog-lint build clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  \1\t/' | expand -t 18
@@ -161,11 +161,20 @@ benchmark-services: setup ## workers 2 -> 20 -> 2 with service_scale vs the raw 
 	@$(call need_lab_env)
 	@cd "$(ROOT)" && set -a && . "$(LAB_DIR)/lab.env" && set +a && python benchmarks/services/scale_benchmark.py $(BENCHMARK_ARGS)
 
+benchmark-awx: setup ## connection_pool_exhausted.yml on 1, 10, 20 PostgreSQL targets (forks = targets): time, memory (needs the lab)
+	@$(call need_lab_env)
+	@cd "$(ROOT)" && set -a && . "$(LAB_DIR)/lab.env" && set +a && python benchmarks/awx_targets.py $(BENCHMARK_ARGS)
+
 changelog-lint: setup ## antsibull-changelog lint (fragments) and changelogs/changelog.yaml
 	cd "$(ROOT)" && antsibull-changelog lint && antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 
 build: setup ## ansible-galaxy collection build into build/dist
 	cd "$(ROOT)" && ansible-galaxy collection build --force --output-path build/dist
+
+# The execution environment's build context (offline); building the image needs the base image from a registry.
+.PHONY: ee-context
+ee-context: build ## ansible-builder create: execution-environment/ -> build/ee/context (docs/awx.md)
+	cd "$(ROOT)" && ansible-builder create -f execution-environment/execution-environment.yml -c build/ee/context --output-filename Containerfile
 
 clean: ## remove build/, test output and caches (keeps .venv and the lab)
 	rm -rf "$(ROOT)/build" "$(ROOT)/tests/output" "$(ROOT)/.pytest_cache"

@@ -261,8 +261,16 @@ setup_eda_venv() {
   printf '%s\n' "$want" > "$stamp"
 }
 
+# ---------------------------------------------------------------------------
+# 5. build/collections-extra: awx.awx from the pinned ansible wheel (playbooks/awx_configure.yml)
+# ---------------------------------------------------------------------------
+setup_awx_collections() {
+  PYTHON="$VENV/bin/python" bash "$ROOT/scripts/awx_collections.sh"
+}
+
 install_packages
 setup_venv
 seed_get_pip
 setup_eda_venv
+setup_awx_collections
 log "done"
