@@ -45,7 +45,7 @@ def plain(text):
 
 
 def playbook_role(name):
-    """(role, entry point) the playbook runs: incident_run_role/incident_run_tasks_from, else its first role."""
+    """(role, entry point) the playbook runs: incident_run_role/incident_run_tasks_from, else its first role or include_role."""
     plays = load_yaml(os.path.join(ROOT, 'playbooks', name + '.yml')) or []
     for play in plays:
         play_vars = play.get('vars') or {}
@@ -56,6 +56,10 @@ def playbook_role(name):
             role = entry.get('role') if isinstance(entry, dict) else entry
             if role:
                 return role.split('.')[-1], 'main'
+        for task in play.get('tasks') or []:
+            include = task.get('ansible.builtin.include_role') or task.get('include_role')
+            if isinstance(include, dict) and include.get('name'):
+                return include['name'].split('.')[-1], include.get('tasks_from') or 'main'
     return None, None
 
 

@@ -97,6 +97,10 @@ def role_of(playbook):
             return play_vars['incident_run_role'].split('.')[-1], play_vars.get('incident_run_tasks_from') or 'main'
         for entry in play.get('roles') or []:
             return (entry['role'] if isinstance(entry, dict) else entry).split('.')[-1], 'main'
+        for task in play.get('tasks') or []:
+            include = task.get('ansible.builtin.include_role')
+            if isinstance(include, dict) and include.get('name'):
+                return include['name'].split('.')[-1], include.get('tasks_from') or 'main'
     return None, None
 
 
@@ -237,7 +241,8 @@ def test_workflow_links_resolve_and_approvals_time_out(data):
     templates = set(item['name'] for item in data['controller_templates'])
     assert [item['name'] for item in data['controller_workflows']] == [
         'incident.response %s (gated)' % name
-        for name in ('emergency_disable', 'database_down', 'rollback', 'tview_restart', 'queue_backlog')]
+        for name in ('emergency_disable', 'database_down', 'rollback', 'tview_restart', 'queue_backlog', 'redis_oom',
+                     'security_breach')]
     for workflow in data['controller_workflows']:
         nodes = workflow['simplified_workflow_nodes']
         identifiers = [node['identifier'] for node in nodes]

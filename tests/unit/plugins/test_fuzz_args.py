@@ -26,6 +26,7 @@ from ansible_collections.incident.response.plugins.modules import (
     http_check,
     pg_activity_info,
     pg_backends,
+    tview_emergency,
     tview_info,
     tview_lock,
     tview_queue,
@@ -133,12 +134,19 @@ SPECS = dict(
     tview_queue=(tview_queue, CONNECTION + [
         'action', 'incident_id', 'names', 'contract', 'top', 'return_rows', 'max_rows']),
     tview_lock=(tview_lock, CONNECTION + ['state', 'name', 'max_hold', 'watch_pid']),
+    # evidence_dir is left out: nothing listens, and no example may write a file anywhere
+    tview_emergency=(tview_emergency, CONNECTION + [
+        'step', 'protocol', 'plan_digest', 'incident_id', 'reason', 'refresh_pattern', 'max_backends',
+        'protected_roles', 'protected_applications', 'stabilise_age', 'lock_name', 'contract', 'stale_after',
+        'failing_share', 'max_pending', 'connection_share', 'exit_healthy_share', 'integrity_check',
+        'integrity_limit', 'integrity_timeout', 'error_limit']),
 )
 # Useful values for the required or decisive options, so that examples get past the first check.
 STEERING = dict(
     pg_backends=dict(action=st.sampled_from(['cancel', 'terminate']),
                      states=st.just(['idle in transaction'])),
     tview_state=dict(state=st.sampled_from(['disabled', 'enabled'])),
+    tview_emergency=dict(step=st.sampled_from(['plan', 'act'])),
 )
 
 
