@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """connection_pool_exhausted.yml across 1, 10 and 20 PostgreSQL targets (databases of the lab's PostgreSQL 15, one
 inventory host each, forks = targets), one idle-in-transaction session per target: controller wall time and peak
 memory (max RSS of the ansible-playbook process tree). Figures printed, not a timed test.

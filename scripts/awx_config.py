@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Generate the AWX configuration as code (infra.aap_configuration data model) from the collection itself.
 
     python scripts/awx_config.py            # (re)write awx/controller_templates.yml, awx/controller_workflows.yml

@@ -21,4 +21,5 @@ fi
 LAB_ENV="${LAB_DIR:-/var/lib/incident-response-lab}/lab.env"
 [ -f "$LAB_ENV" ] || { echo "benchmark: $LAB_ENV not found: the lab must be up" >&2; exit 1; }
 set -a; . "$LAB_ENV"; set +a
+# shellcheck disable=SC2086 # BENCHMARK_ARGS holds several words on purpose
 exec "$PY" benchmarks/tviews/run.py --generic-collections "$COLL" ${BENCHMARK_ARGS:-}

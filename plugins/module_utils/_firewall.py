@@ -26,6 +26,12 @@ NETNS_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
 CHAIN_PRIORITY = -10
 
 
+
+def _which(command):
+    """shutil.which on PATH and the sbin directories: a job environment (AWX, cron) often has no /usr/sbin on PATH."""
+    path = os.environ.get('PATH', os.defpath)
+    return shutil.which(command, path=os.pathsep.join([path, '/usr/local/sbin', '/usr/sbin', '/sbin']))
+
 class FirewallError(Exception):
     """One clear message, with the command that failed when there is one."""
 
@@ -47,14 +53,14 @@ class Nft(object):
         self.family = family
         self.table = table
         self.chain = chain
-        path = nft if os.path.isabs(nft) else shutil.which(nft)
+        path = nft if os.path.isabs(nft) else _which(nft)
         if not path or not os.path.isfile(path):
             raise FirewallError('nft (nftables) not found%s: install the Debian package nftables'
-                                % ('' if os.path.isabs(nft) else ' on PATH'))
+                                % ('' if os.path.isabs(nft) else ' on PATH or in /usr/sbin, /sbin'))
         self.nft = path
         self.prefix = []
         if netns:
-            ip = shutil.which('ip')
+            ip = _which('ip')
             if not ip:
                 raise FirewallError('netns %s given but the ip command (iproute2) is not installed' % netns)
             self.prefix = [ip, 'netns', 'exec', netns]
