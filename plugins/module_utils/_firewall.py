@@ -26,11 +26,11 @@ NETNS_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
 CHAIN_PRIORITY = -10
 
 
-
 def _which(command):
     """shutil.which on PATH and the sbin directories: a job environment (AWX, cron) often has no /usr/sbin on PATH."""
     path = os.environ.get('PATH', os.defpath)
     return shutil.which(command, path=os.pathsep.join([path, '/usr/local/sbin', '/usr/sbin', '/sbin']))
+
 
 class FirewallError(Exception):
     """One clear message, with the command that failed when there is one."""
