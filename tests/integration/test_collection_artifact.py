@@ -202,7 +202,9 @@ def test_builder_introspect_finds_exactly_the_runtime_requirements(artifact):
     # what the image's bindep installs (no profile) and builds with ([compile]): never a [test] package
     system = Depends('\n'.join(line.split('  # from collection ')[0] for line in data['system']) + '\n')
     rpm = ['platform:rpm', 'platform:redhat', 'platform:centos']
-    assert [rule[0] for rule in system.active_rules(rpm)] == ['libpq']
-    assert [rule[0] for rule in system.active_rules(['platform:dpkg', 'platform:debian'])] == ['libpq5']
+    # libpq for psycopg2; tcpdump, nftables and iproute for the security breach playbook (packet_capture, firewall_block)
+    assert sorted(rule[0] for rule in system.active_rules(rpm)) == ['iproute', 'libpq', 'nftables', 'tcpdump']
+    assert sorted(rule[0] for rule in system.active_rules(['platform:dpkg', 'platform:debian'])) == \
+        ['iproute2', 'libpq5', 'nftables', 'tcpdump']
     assert sorted(rule[0] for rule in system.active_rules(rpm + ['compile'])) == \
-        ['gcc', 'libpq', 'libpq-devel', 'python3-devel']
+        ['gcc', 'iproute', 'libpq', 'libpq-devel', 'nftables', 'python3-devel', 'tcpdump']
