@@ -672,7 +672,7 @@ class ComposeBackend(ServiceBackend):
             kwargs['since'] = int(time.time() - since)
         for container in self._require(name):
             raw = self._api('reading the logs of container %s' % container.name, container.logs, **kwargs)
-            for line in to_native(raw, errors='surrogate_or_replace').splitlines():
+            for line in to_native(raw, errors='replace').splitlines():
                 if regex is None or regex.search(line):
                     found.append(dict(instance=container.id[:12], line=redact(line)))
         return found

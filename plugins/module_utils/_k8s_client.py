@@ -186,7 +186,7 @@ class KubeClient(object):
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise BackendError('cannot reach the Kubernetes API server at %s (from %s) while %s: %s' % (
                 self.server, self.source, what, short_error(exc)))
-        text = to_native(data, errors='surrogate_or_replace')
+        text = to_native(data, errors='replace')
         if raw:
             return text
         try:

@@ -268,7 +268,7 @@ def probe(module, url, pattern):
     except (OSError, ValueError) as exc:
         error = to_native(exc)
     elapsed = round(time.monotonic() - start, 4)
-    text = to_native(body or b'', errors='surrogate_or_replace')
+    text = to_native(body or b'', errors='replace')
     matched = None
     if pattern is not None and code is not None:
         matched = bool(pattern.search(text))

@@ -224,7 +224,7 @@ def memory(client):
 
 
 def name_of(key):
-    return to_text(key, errors='surrogate_or_replace')
+    return to_text(key, errors='replace')
 
 
 def protected_by(key, pattern, prefixes):
