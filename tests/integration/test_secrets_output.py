@@ -64,7 +64,7 @@ def test_service_down_redis_check_keeps_the_password_out_of_argv_and_output(ansi
     run = ansible.playbook('playbooks/service_down.yml', extra, check=True, env=dict(ANSIBLE_VERBOSITY='3'))
     assert run.rc == 0, run
     # the check ran and found Redis answering (with the password), and said so
-    assert "''redis'': ''answers''" in run.output, run
+    assert "''redis'': ''answers PONG''" in run.output, run
     assert REDIS_SECRET not in run.output
     assert 'redis-cli' not in run.output
     for secret in lab_passwords(lab_env):
@@ -76,7 +76,7 @@ def test_service_down_redis_check_reports_a_wrong_password_without_it(ansible, p
     extra = dict(service_down_service='scheduler', service_down_redis_url=url, service_down_check_postgres=False)
     run = ansible.playbook('playbooks/service_down.yml', extra, check=True, env=dict(ANSIBLE_VERBOSITY='3'))
     assert run.rc == 0, run
-    assert 'DOWN: ' in run.output and "''redis'': ''answers''" not in run.output, run
+    assert 'DOWN: ' in run.output and "''redis'': ''answers PONG''" not in run.output, run
     assert REDIS_SECRET not in run.output
 
 
