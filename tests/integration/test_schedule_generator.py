@@ -208,6 +208,53 @@ def test_queue_backlog_and_stalled_jobs_on_the_lab_workers(ansible, gameday, sg,
         scale(ansible, sg, 1)
 
 
+def relay(project):
+    """The fault schedgen_redis_down's relay (service redis of the project): its state lines."""
+    return [line for line in containers(project) if line.split()[1] == 'redis']
+
+
+def backend_redis_port(project):
+    ids = [line.split()[0] for line in containers(project) if line.split()[1] == 'backend']
+    env = json.loads(subprocess.run(['docker', 'inspect', '--format', '{{json .Config.Env}}', ids[0]],
+                                    capture_output=True, text=True, check=True, timeout=60).stdout)
+    return dict(item.split('=', 1) for item in env)['REDIS_PORT']
+
+
+def test_redis_down_restarts_the_schedule_generators_redis_only_with_approval(ansible, gameday, sg, r):
+    project = sg['LAB_SCHEDGEN_PROJECT']
+    args = dict(redis_url='redis://127.0.0.1:56381/3', schedule_generator_redis_service='redis',
+                incident_id='INC-T-SG-RDOWN')
+    try:
+        assert gameday('schedgen_redis_down').rc == 0
+        # What the schedule generator sees is down; the lab's shared Redis is not touched.
+        assert get(sg['LAB_SCHEDGEN_URL'] + '/health')[0] == 503 and r.ping()
+        assert backend_redis_port(project) == '56381' and ' exited ' in relay(project)[0]
+        again = gameday('schedgen_redis_down')
+        assert again.rc == 0 and again.changed == 0, again
+        before = state(sg, r)
+        run = ansible.playbook('playbooks/redis_down.yml', args, check=True, env=sg)
+        assert run.rc == 0, run
+        assert 'DRY RUN' in run.output and 'db 3: DOWN: PING failed' in run.output
+        assert 'Backend /health: UNHEALTHY (503)' in run.output and 'redis: would restart' in run.output
+        assert state(sg, r) == before
+        run = ansible.playbook('playbooks/redis_down.yml', args, env=sg)               # not approved: the plan only
+        assert run.rc == 0 and 'NOT APPROVED' in run.output and 'redis: would restart' in run.output, run
+        assert state(sg, r) == before and get(sg['LAB_SCHEDGEN_URL'] + '/health')[0] == 503
+        run = ansible.playbook('playbooks/redis_down.yml', dict(args, approve=True), env=sg)
+        assert run.rc == 0, run
+        assert 'redis: restarted 1 instance' in run.output and 'the backend is healthy again' in run.output, run
+        assert get(sg['LAB_SCHEDGEN_URL'] + '/health') == (200, dict(
+            status='ok', service='schedule-generator-backend', checks=dict(redis='ok')))
+        assert ' running ' in relay(project)[0]
+        run = ansible.playbook('playbooks/redis_down.yml', dict(args, approve=True), env=sg)
+        assert run.rc == 0 and run.changed == 0 and 'Redis restart: not needed' in run.output, run
+    finally:
+        cleared = gameday('schedgen_redis_down', 'clear')
+    assert cleared.rc == 0, cleared
+    assert not relay(project) and backend_redis_port(project) != '56381'
+    assert get(sg['LAB_SCHEDGEN_URL'] + '/health')[0] == 200
+
+
 def test_health_check_reports_every_component_read_only(ansible):
     # Read only: every task reports changed=0, in check mode and for real. (The task scheduler project is shared
     # with other tests running in parallel, so its containers are not compared here.)

@@ -242,7 +242,7 @@ def test_workflow_links_resolve_and_approvals_time_out(data):
     assert [item['name'] for item in data['controller_workflows']] == [
         'incident.response %s (gated)' % name
         for name in ('emergency_disable', 'database_down', 'rollback', 'tview_restart', 'queue_backlog', 'redis_oom',
-                     'security_breach')]
+                     'redis_down', 'security_breach')]
     for workflow in data['controller_workflows']:
         nodes = workflow['simplified_workflow_nodes']
         identifiers = [node['identifier'] for node in nodes]
