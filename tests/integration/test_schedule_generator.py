@@ -8,6 +8,8 @@ import time
 import urllib.error
 import urllib.request
 
+import psycopg2
+import psycopg2.extras
 import pytest
 import redis
 
@@ -253,6 +255,110 @@ def test_redis_down_restarts_the_schedule_generators_redis_only_with_approval(an
     assert cleared.rc == 0, cleared
     assert not relay(project) and backend_redis_port(project) != '56381'
     assert get(sg['LAB_SCHEDGEN_URL'] + '/health')[0] == 200
+
+
+@pytest.fixture
+def own_database(lab):
+    """A database of the test's own (the schedule generator's 'schedgen' of the runbook), dropped at the end."""
+    name = 'sg_t11_%d' % os.getpid()
+    admin = lab.connect()
+    with admin.cursor() as cur:
+        cur.execute('DROP DATABASE IF EXISTS %s WITH (FORCE)' % name)
+        cur.execute('CREATE DATABASE %s' % name)
+    held = []
+
+    def hold(count, sql=None, application_name='sg-t11-holder'):
+        """count sessions of the app role on the database: idle in transaction, or running sql (async)."""
+        conns = []
+        for _ in range(count):
+            conn = psycopg2.connect(host=lab.env['PGHOST'], port=int(lab.env['PGPORT']), user=lab.env['LAB_PG_APP_USER'],
+                                    password=lab.env['LAB_PG_APP_PASSWORD'], dbname=name,
+                                    application_name=application_name, async_=bool(sql))
+            if sql:
+                psycopg2.extras.wait_select(conn)
+                conn.cursor().execute(sql)
+            else:
+                conn.cursor().execute('SELECT 1')
+            conns.append(conn)
+        held.extend(conns)
+        return sorted(conn.info.backend_pid for conn in conns)
+
+    def alive():
+        return sorted(row[0] for row in lab.query('SELECT pid FROM pg_stat_activity WHERE datname = %s', (name,)))
+
+    yield dict(name=name, hold=hold, alive=alive)
+    for conn in held:
+        try:
+            conn.close()
+        except psycopg2.Error:
+            pass
+    with admin.cursor() as cur:
+        cur.execute('DROP DATABASE IF EXISTS %s WITH (FORCE)' % name)
+    admin.close()
+
+
+def test_high_error_rate_pool_exhausted_takes_the_pg_connections_path(ansible, gameday, sg, r, own_database):
+    db = own_database['name']
+    pids = own_database['hold'](4)                                          # 4 sessions idle in transaction
+    assert own_database['alive']() == pids
+    args = dict(schedule_generator_databases=[db], schedule_generator_pool_max=4, schedule_generator_pool_pct=100,
+                pg_connections_idle_in_transaction_age='1s', pg_connections_cancel_long_queries=False,
+                incident_id='INC-T-SG-POOL')
+    assert gameday('schedgen_error_rate').rc == 0
+    time.sleep(2)
+    before = state(sg, r)
+    run = ansible.playbook('playbooks/high_error_rate.yml', args, check=True, env=sg)
+    assert run.rc == 0, run
+    assert 'Connection pool: EXHAUSTED: 4 sessions on %s (pool 4, exhausted at 100%%)' % db in run.output, run
+    assert run.output.count('WOULD TERMINATE') == 4 and '4 sessions would be ended' in run.output
+    assert state(sg, r) == before and own_database['alive']() == pids
+    run = ansible.playbook('playbooks/high_error_rate.yml', args, env=sg)
+    assert run.rc == 0, run
+    assert '4 sessions ended, ok after' in run.output and 'Verified: the error rate went from' in run.output, run
+    assert own_database['alive']() == []
+    run = ansible.playbook('playbooks/high_error_rate.yml', args, env=sg)
+    assert run.rc == 0 and run.changed == 0, run
+    assert 'Connection pool: 0 sessions on %s' % db in run.output
+
+
+def test_high_error_rate_disk_full_prunes_only_with_approval_and_within_bounds(ansible, gameday, sg, r):
+    label = 'incident.response.test=sg-t11-prune-%d' % os.getpid()
+    made = subprocess.run(['docker', 'create', '--label', label, '--label', 'incident.response.lab=true',
+                           'incident-lab/busybox:latest', 'true'], capture_output=True, text=True, check=True,
+                          timeout=60).stdout.strip()
+    kept = subprocess.run(['docker', 'create', '--label', label, '--label', 'com.docker.compose.project=sg-t11',
+                           'incident-lab/busybox:latest', 'true'], capture_output=True, text=True, check=True,
+                          timeout=60).stdout.strip()
+
+    def exists(cid):
+        return subprocess.run(['docker', 'inspect', cid], capture_output=True, timeout=60).returncode == 0
+    try:
+        used = int(subprocess.run(['df', '--output=pcent', '/var/lib/docker'], capture_output=True, text=True,
+                                  check=True, timeout=60).stdout.split()[-1].rstrip('%'))
+        args = dict(schedule_generator_disk_pct=max(used, 1), schedule_generator_prune_labels=[label],
+                    schedule_generator_prune_min_age=0, incident_id='INC-T-SG-DISK')
+        assert gameday('schedgen_error_rate').rc == 0
+        before = state(sg, r)
+        run = ansible.playbook('playbooks/high_error_rate.yml', args, check=True, env=sg)
+        assert run.rc == 0, run
+        assert 'Disk: FULL: /var/lib/docker' in run.output and 'would prune 1 stopped containers' in run.output, run
+        assert made[:12] in run.output and kept[:12] not in run.output
+        assert state(sg, r) == before and exists(made) and exists(kept)
+        run = ansible.playbook('playbooks/high_error_rate.yml', dict(args, schedule_generator_prune_max=0), env=sg)
+        assert run.rc != 0 and 'more than schedule_generator_prune_max=0: nothing pruned' in run.output, run
+        assert exists(made)
+        assert gameday('schedgen_error_rate').rc == 0
+        run = ansible.playbook('playbooks/high_error_rate.yml', args, env=sg)         # not approved: the plan only
+        assert run.rc == 0 and 'NOT APPROVED, would prune 1 stopped containers' in run.output, run
+        assert exists(made)
+        assert gameday('schedgen_error_rate').rc == 0
+        run = ansible.playbook('playbooks/high_error_rate.yml', dict(args, approve=True), env=sg)
+        assert run.rc == 0 and 'pruned 1 stopped containers' in run.output, run
+        assert not exists(made) and exists(kept)
+        run = ansible.playbook('playbooks/high_error_rate.yml', dict(args, approve=True), env=sg)
+        assert run.rc == 0 and run.changed == 0 and ': normal;' in run.output, run
+    finally:
+        subprocess.run(['docker', 'rm', '--force', made, kept], capture_output=True, timeout=60)
 
 
 def test_health_check_reports_every_component_read_only(ansible):
