@@ -321,6 +321,45 @@ def test_high_error_rate_pool_exhausted_takes_the_pg_connections_path(ansible, g
     assert 'Connection pool: 0 sessions on %s' % db in run.output
 
 
+def test_slow_responses_cancels_the_queries_past_the_threshold(ansible, gameday, sg, r, own_database, lab):
+    db = own_database['name']
+    slow = own_database['hold'](1, sql='SELECT pg_sleep(600)', application_name='sg-t11-slow')
+    other = own_database['hold'](1, sql='SELECT pg_sleep(600)', application_name='sg-t11-other')
+    kept = own_database['hold'](1, sql='SELECT pg_sleep(600)', application_name='postgres_exporter')
+
+    def active():
+        return sorted(row[0] for row in lab.query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND state = 'active'", (db,)))
+    wait_for(lambda: active() == sorted(slow + other + kept), what='the three pg_sleep sessions active')
+    time.sleep(3)
+    args = dict(schedule_generator_p95_threshold=2, schedule_generator_databases=[db],
+                schedule_generator_slow_query_age='2s', incident_id='INC-T-SG-SLOWQ')
+    assert gameday('schedgen_slow_responses').rc == 0
+    before = state(sg, r), active()
+    # below the threshold: nothing to cancel
+    run = ansible.playbook('playbooks/slow_responses.yml', dict(args, schedule_generator_slow_query_age='1h'),
+                           check=True, env=sg)
+    assert run.rc == 0 and 'Queries: 0 active past 1h' in run.output and 'nothing cancelled' in run.output, run
+    run = ansible.playbook('playbooks/slow_responses.yml', dict(args, schedule_generator_cancel_max=1), check=True,
+                           env=sg)                             # the cap: 2 candidates (postgres_exporter is protected)
+    assert run.rc != 0 and 'refusing to cancel 2 backends: more than max_backends=1 match' in run.output, run
+    run = ansible.playbook('playbooks/slow_responses.yml', dict(args, schedule_generator_cancel_max=5,
+                                                                schedule_generator_protected_applications=[
+                                                                    'postgres_exporter', 'sg-t11-other']),
+                           check=True, env=sg)
+    assert run.rc == 0, run
+    assert 'Queries: 3 active past 2s on %s' % db in run.output and 'would cancel 1 backend' in run.output, run
+    assert (state(sg, r), active()) == before
+    run = ansible.playbook('playbooks/slow_responses.yml', dict(args, schedule_generator_protected_applications=[
+        'postgres_exporter', 'sg-t11-other']), env=sg)
+    assert run.rc == 0 and 'cancelled 1 backend' in run.output and 'Verified: p95 went from' in run.output, run
+    # cancelled, not terminated: the session is still there, idle; the protected ones (by application) still run
+    assert active() == sorted(other + kept) and slow[0] in own_database['alive']()
+    run = ansible.playbook('playbooks/slow_responses.yml', args, env=sg)
+    assert run.rc == 0 and run.changed == 0 and ': normal' in run.output and 'nothing cancelled' in run.output, run
+    assert active() == sorted(other + kept)
+
+
 def test_high_error_rate_disk_full_prunes_only_with_approval_and_within_bounds(ansible, gameday, sg, r):
     label = 'incident.response.test=sg-t11-prune-%d' % os.getpid()
     made = subprocess.run(['docker', 'create', '--label', label, '--label', 'incident.response.lab=true',
