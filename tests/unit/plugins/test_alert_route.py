@@ -1,4 +1,7 @@
+import os
+
 import pytest
+import yaml
 
 from ansible_collections.incident.response.plugins.modules.alert_route_info import (
     RouteError, alerts_of, check_entry, fingerprint, incident_alert, route)
@@ -53,3 +56,30 @@ def test_bad_payloads(payload, message):
 def test_bad_map_entries(entry, message):
     with pytest.raises(RouteError, match=message):
         check_entry('X', entry)
+
+
+ROLE_DEFAULTS = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'roles', 'alert_dispatch', 'defaults', 'main.yml')
+
+
+@pytest.mark.parametrize('name, playbook', [
+    ('HighErrorRate', 'high_error_rate.yml'), ('HighResponseTime', 'slow_responses.yml'),
+    ('ScheduleGeneratorHighQueueDepth', 'queue_backlog.yml'),
+])
+def test_the_schedule_generators_alerts_run_their_playbooks_in_check_mode(name, playbook):
+    # their playbooks have gated steps: check mode (the plan), a person approves
+    defaults = yaml.safe_load(open(ROLE_DEFAULTS))
+    for entry_name, entry in defaults['alert_dispatch_map'].items():
+        check_entry(entry_name, entry)
+    alert = incident_alert(dict(labels=dict(alertname=name, project='schedulegen2', severity='warning')), 0)
+    result = route(alert, defaults['alert_dispatch_map'], defaults['alert_dispatch_map_default'], 'INC-SG')
+    assert result['known'] and result['playbook'] == playbook and result['mode'] == 'check'
+    assert os.path.exists(os.path.join(os.path.dirname(ROLE_DEFAULTS), '..', '..', '..', 'playbooks', playbook))
+    assert result['extra_vars']['incident_id'] == 'INC-SG'
+    project = 'queue_backlog_worker_project' if playbook == 'queue_backlog.yml' else 'schedule_generator_project'
+    assert result['extra_vars'][project] == 'schedulegen2'
+    if playbook == 'queue_backlog.yml':
+        assert result['extra_vars']['queue_backlog_worker_service'] == 'pdf-worker'
+    # the task scheduler keeps its HighQueueDepth
+    alert = incident_alert(dict(labels=dict(alertname='HighQueueDepth')), 0)
+    assert route(alert, defaults['alert_dispatch_map'], defaults['alert_dispatch_map_default'], None)['playbook'] == \
+        'scale_workers.yml'
