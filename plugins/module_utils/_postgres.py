@@ -115,7 +115,9 @@ def single_statement(text):
             end = i
             i += 1
         elif char in ("'", '"'):
-            escapes = (char == "'" and i >= 1 and text[i - 1] in 'eE' and not _is_ident_char(text[i - 2] if i >= 2 else ''))
+            # E'...' only when the E is a token of its own (not the end of an identifier such as xe'...')
+            escapes = (char == "'" and i >= 1 and text[i - 1] in 'eE'
+                       and not _is_ident_char(text[i - 2] if i >= 2 else ''))
             i += 1
             while True:
                 if i >= n:
@@ -520,9 +522,10 @@ class PgClient(object):
         rolled back: ``(columns, rows, truncated)``, at most ``max_rows`` rows (one more is fetched to know).
 
         The transaction is made read only (``SET TRANSACTION READ ONLY``) and its snapshot taken (a first query
-        that checks it) before the statement runs: after that no statement can make it read-write again. The rows come through a server-side cursor (``DECLARE ... FOR``),
-        so at most ``max_rows + 1`` rows ever reach the client. A bad statement, a binding that does not fit, a
-        write refused, a timeout: the module fails with one message (:meth:`fail`).
+        that checks it) before the statement runs: after that no statement can make it read-write again. The
+        rows come through a server-side cursor (``DECLARE ... FOR``), so at most ``max_rows + 1`` rows ever reach
+        the client. A bad statement, a binding that does not fit, a write refused, a timeout: the module fails
+        with one message (:meth:`fail`).
         """
         cursor = self._conn.cursor()
         try:
