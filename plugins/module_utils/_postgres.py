@@ -16,6 +16,7 @@ __metaclass__ = type
 
 import contextlib
 import os
+import re
 import socket
 import threading
 import traceback
@@ -28,6 +29,7 @@ from ansible_collections.incident.response.plugins.module_utils._common import d
 PSYCOPG2_IMPORT_ERROR = None
 try:
     import psycopg2
+    import psycopg2.extensions
     import psycopg2.extras
     import psycopg2.sql
     HAS_PSYCOPG2 = True
@@ -53,6 +55,107 @@ MAX_PG_TIMEOUT = 2147483.647
 TIMEOUT_OPTIONS = ('lock_timeout', 'statement_timeout')
 WAIT_EVENT_TYPES = ('Activity', 'BufferPin', 'Client', 'Extension', 'InjectionPoint', 'IO', 'IPC', 'Lock',
                     'LWLock', 'Timeout')
+
+
+BIND_MESSAGE = ('the arguments do not fit the query\'s placeholders, nothing was run (%%s for positional_args, '
+                '%%(name)s for named_args; with arguments a literal %% is written %%%%): %s')
+# What DECLARE ... CURSOR FOR takes: a query that returns rows and writes nothing.
+READ_STATEMENTS = ('select', 'with', 'values', 'table')
+_IDENT_CHAR = re.compile(r'[A-Za-z0-9_$\u0080-\U0010ffff]')
+_DOLLAR_TAG = re.compile(r'\$(?:[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_\u0080-\U0010ffff]*)?\$')
+_WORD = re.compile(r'[A-Za-z_]+')
+
+
+def _is_ident_char(char):
+    return bool(char) and _IDENT_CHAR.match(char) is not None
+
+
+def single_statement(text):
+    """The one statement of ``text`` (a trailing ``;`` and comments after it removed), or ValueError.
+
+    A lexer of PostgreSQL's quoting: '...' ('' inside; backslash escapes only in E'...'), "...", $tag$...$tag$,
+    -- and nested /* */ comments. A ``;`` outside them followed by anything but comments is a second statement
+    and is refused (psycopg2 sends the simple query protocol, where ``COMMIT; ...`` would end the read-only
+    transaction). Where it could misread, it reads less as quoted than PostgreSQL does (an E after an identifier
+    character is not a prefix, a $ after one does not open a tag), so a doubt refuses rather than lets through.
+    The statement must begin (after comments and opening parentheses) with SELECT, WITH, VALUES or TABLE.
+    """
+    i, n = 0, len(text)
+    end = None          # index of the first top-level ';'
+    first = None        # index of the first significant character
+    while i < n:
+        char = text[i]
+        if char.isspace():
+            i += 1
+            continue
+        if text.startswith('--', i):
+            newline = text.find('\n', i)
+            i = n if newline < 0 else newline + 1
+            continue
+        if text.startswith('/*', i):
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if text.startswith('/*', i):
+                    depth, i = depth + 1, i + 2
+                elif text.startswith('*/', i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+            if depth:
+                raise ValueError('a /* comment is not closed')
+            continue
+        if end is not None:
+            if char == ';':
+                i += 1
+                continue
+            raise ValueError('more than one statement (a ; followed by more): give one statement')
+        if first is None:
+            first = i
+        if char == ';':
+            end = i
+            i += 1
+        elif char in ("'", '"'):
+            # E'...' only when the E is a token of its own (not the end of an identifier such as xe'...')
+            escapes = (char == "'" and i >= 1 and text[i - 1] in 'eE'
+                       and not _is_ident_char(text[i - 2] if i >= 2 else ''))
+            i += 1
+            while True:
+                if i >= n:
+                    raise ValueError('a %s is not closed' % ('string' if char == "'" else 'quoted identifier'))
+                if escapes and text[i] == '\\':
+                    i += 2
+                elif text[i] == char:
+                    if text.startswith(char * 2, i):
+                        i += 2
+                    else:
+                        i += 1
+                        break
+                else:
+                    i += 1
+        elif char == '$' and not _is_ident_char(text[i - 1] if i else ''):
+            tag = _DOLLAR_TAG.match(text, i)
+            if tag:
+                close = text.find(tag.group(0), tag.end())
+                if close < 0:
+                    raise ValueError('a %s quoted string is not closed' % tag.group(0))
+                i = close + len(tag.group(0))
+            else:
+                i += 1
+        else:
+            i += 1
+    if first is None or first == end:
+        raise ValueError('the query is empty')
+    statement = text[:end] if end is not None else text
+    start = first
+    while start < len(statement) and (statement[start] == '(' or statement[start].isspace()):
+        start += 1
+        # comments between opening parentheses are rare; a word is looked for right after them
+    word = _WORD.match(statement, start)
+    keyword = word.group(0).lower() if word else statement[start:start + 10]
+    if keyword not in READ_STATEMENTS:
+        raise ValueError('the statement must be a read that returns rows (%s), got %r'
+                         % (', '.join(k.upper() for k in READ_STATEMENTS), keyword))
+    return statement.rstrip()
 
 
 def postgres_common_argument_spec():
@@ -413,6 +516,69 @@ class PgClient(object):
             except Exception:  # pylint: disable=broad-except
                 pass
             self._conn = None
+
+    def read_only_rows(self, sql, params=None, max_rows=1000, cursor_name='incident_response_query'):
+        """One statement (see :func:`single_statement`), its parameters bound, in a READ ONLY transaction that is
+        rolled back: ``(columns, rows, truncated)``, at most ``max_rows`` rows (one more is fetched to know).
+
+        The transaction is made read only (``SET TRANSACTION READ ONLY``) and its snapshot taken (a first query
+        that checks it) before the statement runs: after that no statement can make it read-write again. The
+        rows come through a server-side cursor (``DECLARE ... FOR``), so at most ``max_rows + 1`` rows ever reach
+        the client. A bad statement, a binding that does not fit, a write refused, a timeout: the module fails
+        with one message (:meth:`fail`).
+        """
+        cursor = self._conn.cursor()
+        try:
+            try:
+                bound = cursor.mogrify(sql, params)
+            except ValueError as exc:
+                if 'NUL' in str(exc):
+                    self.fail(NUL_MESSAGE % 'a value bound to the query')
+                self.fail(BIND_MESSAGE % to_native(exc))
+            except (IndexError, KeyError, TypeError) as exc:
+                self.fail(BIND_MESSAGE % ('%s: %s' % (exc.__class__.__name__, to_native(exc))))
+            except psycopg2.Error as exc:
+                self.fail(BIND_MESSAGE % _first_line(exc))
+        finally:
+            cursor.close()
+        codec = psycopg2.extensions.encodings.get(self._conn.encoding, 'utf-8')
+        text = bound.decode(codec, 'replace') if isinstance(bound, bytes) else bound
+        try:
+            text = single_statement(text)
+        except ValueError as exc:
+            self.fail('query refused, nothing was run: %s' % to_native(exc))
+        with self.transaction(commit=False):
+            self.execute('SET TRANSACTION READ ONLY')
+            # The first query of the transaction takes its snapshot: from here on nothing can make it read-write.
+            read_only = self.query_one("SELECT pg_catalog.current_setting('transaction_read_only') AS read_only")
+            if not read_only or read_only.get('read_only') != 'on':
+                self.fail('could not make the transaction read only on %s at %s: nothing was run'
+                          % (self.product, self.target))
+            named = self._conn.cursor(name=cursor_name, cursor_factory=psycopg2.extras.RealDictCursor)
+            self._executed.append(excerpt(text, 0))
+            try:
+                named.execute(text)
+                fetched = named.fetchmany(max_rows + 1)
+                columns = [column.name for column in named.description or []]
+            except UnicodeDecodeError as exc:
+                self.fail('Query failed on %s at %s: a value is not valid text in the client encoding %s (%s)'
+                          % (self.product, self.target, self._conn.encoding, to_native(exc)), query=excerpt(text, 0))
+            except psycopg2.Error as exc:
+                self.fail('Query failed on %s at %s: %s' % (self.product, self.target, self._error_message(exc)),
+                          query=excerpt(text, 0))
+            finally:
+                try:
+                    named.close()
+                except psycopg2.Error:
+                    pass
+        seen = set()
+        for name in columns:
+            if name in seen:
+                self.fail('the query returns two columns named %r: give each a name of its own (AS ...)' % name,
+                          query=excerpt(text, 0))
+            seen.add(name)
+        rows = [dict(row) for row in fetched[:max_rows]]
+        return columns, rows, len(fetched) > max_rows
 
     # --- version-aware catalog queries -------------------------------------------------
 

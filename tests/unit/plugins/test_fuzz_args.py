@@ -26,6 +26,7 @@ from ansible_collections.incident.response.plugins.modules import (
     http_check,
     pg_activity_info,
     pg_backends,
+    pg_query_info,
     tview_emergency,
     tview_info,
     tview_lock,
@@ -126,6 +127,8 @@ SPECS = dict(
         'application_names', 'query_pattern', 'wait_event_types', 'pids', 'max_backends', 'protected_roles',
         'protect_replication', 'protected_applications', 'query_excerpt_length', 'wait', 'wait_timeout',
         'wait_sleep']),
+    pg_query_info=(pg_query_info, CONNECTION + [
+        'query', 'positional_args', 'named_args', 'max_rows', 'unreachable']),
     tview_info=(tview_info, CONNECTION + [
         'contract', 'stale_after', 'failing_share', 'max_pending', 'connection_share', 'exit_healthy_share',
         'integrity_check', 'integrity_limit', 'error_limit', 'unreachable']),
@@ -146,6 +149,16 @@ STEERING = dict(
     pg_backends=dict(action=st.sampled_from(['cancel', 'terminate']),
                      states=st.just(['idle in transaction'])),
     tview_state=dict(state=st.sampled_from(['disabled', 'enabled'])),
+    # statements that get past the lexer (and some that try to write or to escape the transaction), mixed with
+    # anything at all; placeholders that the fuzzed arguments may or may not fit
+    pg_query_info=dict(query=st.one_of(st.sampled_from([
+        'SELECT 1', 'SELECT %s AS a', 'SELECT %(a)s AS a, %(b)s AS b', 'SELECT * FROM pg_tviews_metadata',
+        'SELECT pg_sleep(0.01)', 'WITH d AS (DELETE FROM pg_tviews_metadata RETURNING 1) SELECT * FROM d',
+        "SELECT 1; COMMIT; DELETE FROM pg_tviews_metadata", "SELECT E'\\'; DELETE FROM pg_tviews_metadata; --'",
+        'SELECT $a$;$a$', 'VALUES (1), (2)', 'TABLE pg_tviews_metadata', 'SELECT 1 AS a, 2 AS a',
+        "SELECT '\\x00'::bytea, 'NaN'::numeric, '1 day'::interval, now(), '{}'::jsonb, 'nan'::float8",
+        'SELECT * FROM pg_tviews_metadata FOR UPDATE', 'SELECT %s::int', "SELECT 'a%'", 'SELECT 1 /* ; */ ;',
+    ]), ANY_TEXT)),
     tview_emergency=dict(step=st.sampled_from(['plan', 'act'])),
 )
 
@@ -177,6 +190,7 @@ def test_no_server_every_input_ends_in_one_message(name):
 
 
 @pytest.mark.parametrize('name, db', [('pg_activity_info', 'postgres'), ('pg_backends', 'postgres'),
+                                      ('pg_query_info', 'tviews_runbook'),
                                       ('tview_info', 'tviews_runbook'), ('tview_state', 'tviews_runbook'),
                                       ('tview_queue', 'tviews_runbook')])
 def test_private_server_check_mode_every_input_ends_in_a_result_or_one_message(postgres, name, db):

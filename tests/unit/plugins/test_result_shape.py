@@ -49,6 +49,7 @@ from ansible_collections.incident.response.plugins.modules import (
     bull_queue_info,
     pg_activity_info,
     pg_backends,
+    pg_query_info,
     pgbouncer_info,
     pgbouncer_pool,
     redis_flush,
@@ -65,7 +66,8 @@ from ansible_collections.incident.response.plugins.modules import (
 )
 
 MODULES_DIR = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'plugins', 'modules')
-DIAGNOSES = {'pg_activity_info', 'tview_info', 'http_check', 'service_info', 'incident_info', 'incident_metrics_info',
+DIAGNOSES = {'pg_activity_info', 'pg_query_info', 'tview_info',
+             'http_check', 'service_info', 'incident_info', 'incident_metrics_info',
              'incident_timers_info', 'redis_info', 'bull_queue_info', 'alertmanager_alert_info', 'alert_route_info',
              'pgbouncer_info'}
 REMEDIATIONS = {'pg_backends', 'tview_emergency', 'tview_state', 'tview_queue', 'tview_lock', 'service_scale', 'service_pause',
@@ -78,7 +80,8 @@ SERVICE_MODULES = {'service_info', 'service_scale', 'service_pause', 'service_re
 MODULES = dict((m.__name__.rsplit('.', 1)[-1], m) for m in (
     alert_route_info, alertmanager_alert_info, alertmanager_silence, deployment_rollback, http_check, incident,
     incident_info, incident_metrics_info, incident_monitor, incident_notify, incident_review, incident_timers_info,
-    bull_queue, bull_queue_info, redis_flush, redis_info, pg_activity_info, pg_backends, pgbouncer_info,
+    bull_queue, bull_queue_info, redis_flush, redis_info, pg_activity_info, pg_backends, pg_query_info,
+    pgbouncer_info,
     pgbouncer_pool, service_info, service_pause, service_restart, service_scale, tview_emergency, tview_info, tview_lock, tview_queue,
     tview_state, evidence_capture, packet_capture, firewall_block))
 VICTIM = 'ir-shape-victim'
@@ -346,6 +349,10 @@ CASES = [
     ('pg_activity_info', 'warning', pg(idle_in_transaction_age=0), False, False),
     ('pg_activity_info', 'unreachable-unknown', plain(login_host='127.0.0.1', login_port=1, unreachable='unknown'),
      False, False),
+    ('pg_query_info', 'rows', pg('tviews_runbook', query='SELECT * FROM pg_tviews_metadata'), False, False),
+    ('pg_query_info', 'check-truncated', pg(query='SELECT g FROM generate_series(1, 5) g', max_rows=2), True, False),
+    ('pg_query_info', 'unreachable-unknown',
+     plain(query='SELECT 1', login_host='127.0.0.1', login_port=1, unreachable='unknown'), False, False),
     ('tview_info', 'runbook', pg('tviews_runbook', integrity_check=True), False, False),
     ('tview_info', 'unreachable-unknown', plain(login_host='127.0.0.1', login_port=1, unreachable='unknown'),
      False, False),
@@ -412,7 +419,8 @@ def test_result_shape(name, build, check, diff, request):
         request.getfixturevalue('victim')
     if name == 'pg_activity_info':
         request.getfixturevalue('idle_in_transaction')
-    postgres = request.getfixturevalue('postgres') if name in ('pg_activity_info', 'tview_info', 'pg_backends',
+    postgres = request.getfixturevalue('postgres') if name in ('pg_activity_info', 'pg_query_info', 'tview_info',
+                                                               'pg_backends',
                                                                'tview_state', 'tview_queue', 'tview_lock',
                                                                'tview_emergency') else None
     base = request.getfixturevalue('http_base') if name == 'http_check' else None
