@@ -64,6 +64,20 @@ SEV_RESPONSE = dict(SEV1='immediate (15 min), executive notification',
                     SEV4='24 hours, document only')
 
 
+def assessment_argument_spec():
+    """The assessment options of tview_info and tview_emergency (doc fragment ``incident.response.tviews``)."""
+    return dict(
+        contract=dict(type='str', default='auto', choices=CONTRACT_CHOICES),
+        stale_after=dict(type='raw', default='4h'),
+        failing_share=dict(type='float', default=0.5),
+        max_pending=dict(type='int', default=10000),
+        connection_share=dict(type='float', default=0.8),
+        exit_healthy_share=dict(type='float', default=0.95),
+        integrity_limit=dict(type='int', default=0),
+        error_limit=dict(type='int', default=50),
+    )
+
+
 def no_catalog_message(params):
     return ('this database has no pg_tviews catalog: neither the runbook catalog (pg_tviews_metadata, '
             'pg_tviews_queue) nor the extension contract (tviews.registry) exists in %s'
