@@ -63,7 +63,7 @@ options:
     default: disable
     choices: [disable, reset]
   plan_digest:
-    description: RV(plan_digest) of the plan that was approved; required with O(step=act).
+    description: RV(plan_digest) of the plan that was approved; required with O(step=act) unless O(approve_current_plan=true).
     type: str
   incident_id:
     description:
@@ -111,6 +111,19 @@ options:
     description: Statement timeout of each TVIEW read of the integrity check.
     type: raw
     default: 5s
+  approve_current_plan:
+    description:
+      - With O(step=act) and no O(plan_digest), approve the plan computed under the lock: for a run approved before
+        its plan was shown (C(-e approve=true), an AWX survey), one call instead of plan then act. Everything else
+        holds (the lock, the caps, the evidence, the verification); the plan is returned, and with
+        O(protocol=disable) nothing is done unless the emergency level calls for the protocol (RV(not_warranted)) or
+        O(force=true).
+    type: bool
+    default: false
+  force:
+    description: With O(approve_current_plan=true) and O(protocol=disable), act even when the runbook's level does not call for the protocol.
+    type: bool
+    default: false
   return_tviews:
     description:
       - Return every TVIEW's row in RV(before) and RV(after) (C(tviews)) and one C(integrity) entry per TVIEW read.
@@ -170,6 +183,10 @@ after:
       of each TVIEW that cannot be read); C(integrity) and C(tviews) with O(return_tviews=true).
   returned: when O(step=act) acted (not in check mode), or O(step=plan) with O(integrity_check=true)
   type: dict
+not_warranted:
+  description: With O(approve_current_plan=true), true when nothing was done because the level does not call for the protocol.
+  returned: with O(approve_current_plan=true)
+  type: bool
 outcome:
   description:
     - The summary of the run (the evidence's C(summary.json)), C(incident_id), C(check_mode) (true unless the act
@@ -304,6 +321,8 @@ def argument_spec():
         lock_name=dict(type='str', default='incident.response/tview_emergency'),
         integrity_check=dict(type='bool', default=True),
         integrity_timeout=dict(type='raw', default='5s'),
+        approve_current_plan=dict(type='bool', default=False),
+        force=dict(type='bool', default=False),
         return_tviews=dict(type='bool', default=False),
     )
     return spec
@@ -561,8 +580,10 @@ class _HashingWriter(object):
 
 def validate(module):
     p = module.params
-    if p['step'] == 'act' and not p['plan_digest']:
+    if p['step'] == 'act' and not p['plan_digest'] and not p['approve_current_plan']:
         module.fail_json(msg='step=act needs plan_digest (the plan_digest returned by step=plan): approve a plan first')
+    if p['plan_digest'] and p['approve_current_plan']:
+        module.fail_json(msg='plan_digest and approve_current_plan are mutually exclusive: approve one plan')
     if p['plan_digest'] and digest_bound(p['plan_digest']) is None:
         module.fail_json(msg='plan_digest %r is not a plan digest of tview_emergency (run step=plan)'
                          % p['plan_digest'][:80])
@@ -650,7 +671,7 @@ def main():
         if lock['holder']:
             warnings.append('another run holds the lock %s (session pid %s, application_name %r): an act now would '
                             'be refused' % (p['lock_name'], lock['holder']['pid'], lock['holder']['application_name']))
-        if p['step'] == 'act' and plan_digest != p['plan_digest']:
+        if p['step'] == 'act' and not p['approve_current_plan'] and plan_digest != p['plan_digest']:
             warnings.append('%s (an act now would be refused)' % STATE_CHANGED)
         summaries = proto.summaries(plan, done=False)
         plan.update(('%s_summary' % k, v) for k, v in summaries.items())
@@ -681,8 +702,20 @@ def main():
         if not got['ok']:
             proto.refuse_held(key)
         before = proto.assessment()
-        state, plan, (cancel, terminate) = proto.survey(digest_bound(p['plan_digest']))
-        if digest(state) != p['plan_digest']:
+        state, plan, (cancel, terminate) = proto.survey(digest_bound(p['plan_digest']) if p['plan_digest'] else None)
+        approved = digest(state) if p['approve_current_plan'] else p['plan_digest']
+        if p['approve_current_plan'] and p['protocol'] == 'disable' and not p['force'] and \
+                before.get('recommended_action') != 'EXECUTE_EMERGENCY_PROTOCOL':
+            # the gate: not an emergency. Nothing is done (leaving the block rolls back; the lock goes with it)
+            summaries = proto.summaries(plan, done=False)
+            plan.update(('%s_summary' % k, v) for k, v in summaries.items())
+            module.exit_json(**remediation_result(
+                False, [], 'nothing done: the runbook recommends %s, not the emergency protocol'
+                % before.get('recommended_action'), contract=proto.contract, before=before, plan=plan,
+                plan_digest=approved, summaries=summaries, cancelled=[], terminated=[], archived=0, tviews_changed=0,
+                lock=lock, not_warranted=True, evidence=dict(dir=None, files=[]), executed_queries=client.queries,
+                outcome=outcome(p, proto, before, None, approved, summaries, acted=False)))
+        if digest(state) != approved:
             client.fail('%s: the plan was approved for another state (now %s pending, %s to %s, %s to cancel, %s '
                         'to terminate); nothing was changed'
                         % (STATE_CHANGED, plan['pending']['count'], plural(len(plan['tviews']), 'TVIEW'),
@@ -707,7 +740,7 @@ def main():
             try:
                 evidence.write_json('assessment.json', dict(
                     (k, v) for k, v in before.items() if k not in ('tviews', 'executed_queries')))
-                evidence.write_json('plan.json', dict(plan, plan_digest=p['plan_digest'], incident_id=p['incident_id']))
+                evidence.write_json('plan.json', dict(plan, plan_digest=approved, incident_id=p['incident_id']))
                 if proto.contract == EXTENSION:
                     evidence.copy(client, 'catalog.csv', 'COPY (SELECT * FROM tviews.registry ORDER BY 1, 2) '
                                   'TO STDOUT WITH (FORMAT csv, HEADER)')
@@ -760,7 +793,7 @@ def main():
                                 changed_tviews=changed_tviews if proto.contract != EXTENSION else len(plan['tviews']))
     plan.update(('%s_summary' % k, v) for k, v in proto.summaries(plan, done=False).items())
     summary = '; '.join(summaries[k] for k in ('cancel', 'queue', 'tviews', 'stabilise'))
-    record = outcome(p, proto, before, after, p['plan_digest'], summaries, acted=True, cancelled=cancelled,
+    record = outcome(p, proto, before, after, approved, summaries, acted=True, cancelled=cancelled,
                      terminated=terminated, archived=archived, evidence=evidence)
     warnings = []
     if evidence:
@@ -771,7 +804,7 @@ def main():
             warnings.append('the act is done, but the summary could not be written under %s: %s' % (evidence.path, exc))
     module.exit_json(**remediation_result(
         bool(actions), actions, summary, contract=proto.contract, before=before, after=after, plan=plan,
-        plan_digest=p['plan_digest'], summaries=summaries, cancelled=cancelled, terminated=terminated, archived=archived,
+        plan_digest=approved, summaries=summaries, cancelled=cancelled, terminated=terminated, archived=archived,
         tviews_changed=changed_tviews, lock=lock, outcome=record,
         evidence=dict(dir=evidence.path if evidence else None, files=evidence.files if evidence else []),
         executed_queries=client.queries, **(dict(warnings=warnings) if warnings else {})))
