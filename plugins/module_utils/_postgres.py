@@ -641,6 +641,23 @@ FROM pg_catalog.pg_roles r WHERE r.rolname = current_user
 """)
 
 
+def permission_problems(role, targets):
+    """Backends this role may not signal: PostgreSQL would refuse them one by one, so refuse up front.
+
+    ``role``: PgClient.current_role(); ``targets``: activity rows (pid, usename, is_superuser). Used by
+    pg_backends and tview_emergency.
+    """
+    if role['superuser']:
+        return []
+    problems = []
+    for row in targets:
+        if row.get('is_superuser'):
+            problems.append('pid %s belongs to superuser %s' % (row['pid'], row['usename']))
+        elif row['usename'] != role['name'] and not role['signal_backend']:
+            problems.append('pid %s belongs to %s' % (row['pid'], row['usename']))
+    return problems
+
+
 def session_view(row, excerpt_length=200):
     """The public shape of one session in every result (the same keys in every module)."""
     def age(key):

@@ -64,19 +64,43 @@ SEV_RESPONSE = dict(SEV1='immediate (15 min), executive notification',
                     SEV4='24 hours, document only')
 
 
+def assessment_argument_spec():
+    """The assessment options of tview_info and tview_emergency (doc fragment ``incident.response.tviews``)."""
+    return dict(
+        contract=dict(type='str', default='auto', choices=CONTRACT_CHOICES),
+        stale_after=dict(type='raw', default='4h'),
+        failing_share=dict(type='float', default=0.5),
+        max_pending=dict(type='int', default=10000),
+        connection_share=dict(type='float', default=0.8),
+        exit_healthy_share=dict(type='float', default=0.95),
+        integrity_limit=dict(type='int', default=0),
+        error_limit=dict(type='int', default=50),
+    )
+
+
 def no_catalog_message(params):
     return ('this database has no pg_tviews catalog: neither the runbook catalog (pg_tviews_metadata, '
             'pg_tviews_queue) nor the extension contract (tviews.registry) exists in %s'
             % describe_target(params))
 
 
-def detect_contract(client, requested='auto'):
-    """Which contract the connected database has: 'runbook' or 'extension'; fails clearly otherwise."""
-    row = client.query_one("""
+DETECT_QUERY = """
 SELECT pg_catalog.to_regclass('pg_tviews_metadata') IS NOT NULL AS metadata,
        pg_catalog.to_regclass('pg_tviews_queue') IS NOT NULL AS queue,
-       pg_catalog.to_regclass('tviews.registry') IS NOT NULL AS registry
-""")
+       pg_catalog.to_regclass('tviews.registry') IS NOT NULL AS registry,
+       pg_catalog.to_regproc('pg_tviews_health_check') IS NOT NULL AS runbook_health,
+       pg_catalog.to_regproc('tviews.pg_tviews_health_check') IS NOT NULL AS extension_health,
+       current_database() AS database, current_setting('server_version') AS server_version
+"""
+
+
+def detect_contract(client, requested='auto', row=None):
+    """Which contract the connected database has: 'runbook' or 'extension'; fails clearly otherwise.
+
+    ``row``: the result of DETECT_QUERY when the caller already read it (one round trip for the assessment).
+    """
+    if row is None:
+        row = client.query_one(DETECT_QUERY)
     has_runbook = bool(row['metadata'] and row['queue'])
     has_extension = bool(row['registry'])
     if requested == RUNBOOK:
@@ -146,11 +170,15 @@ FROM pg_tviews_metadata ORDER BY entity_name
 """, (stale_after,))
 
 
-def health_check_rows(client, contract):
-    """The health check function's rows (status, component, message, severity), or an error text."""
+def health_check_rows(client, contract, exists=None):
+    """The health check function's rows (status, component, message, severity), or an error text.
+
+    ``exists``: whether the function exists, when the caller already knows (DETECT_QUERY).
+    """
     function = 'tviews.pg_tviews_health_check' if contract == EXTENSION else 'pg_tviews_health_check'
-    exists = client.query_one('SELECT pg_catalog.to_regproc(%s) IS NOT NULL AS ok', (function,))
-    if not exists['ok']:
+    if exists is None:
+        exists = client.query_one('SELECT pg_catalog.to_regproc(%s) IS NOT NULL AS ok', (function,))['ok']
+    if not exists:
         return None, '%s() does not exist' % function
     in_transaction = client.in_transaction
     if in_transaction:
@@ -445,13 +473,15 @@ def assess(client, requested_contract, thresholds, error_limit=50, integrity=Fal
     Returns (status, reasons, result, context): ``result`` holds every fact tview_info returns (but
     executed_queries), ``context`` the contract, the TVIEW targets (schema, name) and the raw facts.
     """
-    contract = detect_contract(client, requested_contract)
-    extra = client.query_one("SELECT current_database() AS database, current_setting('server_version') AS server_version")
+    found = client.query_one(DETECT_QUERY)
+    contract = detect_contract(client, requested_contract, row=found)
+    extra = dict(database=found['database'], server_version=found['server_version'])
     if contract == EXTENSION:
         result, facts, targets = assess_extension(client, extra)
     else:
         result, facts, targets = assess_runbook(client, thresholds, error_limit)
-    health, health_error = health_check_rows(client, contract)
+    health, health_error = health_check_rows(
+        client, contract, exists=found['extension_health' if contract == EXTENSION else 'runbook_health'])
     result['health_check'] = health or []
     if health_error:
         result['health_check_error'] = health_error

@@ -237,6 +237,7 @@ from ansible_collections.incident.response.plugins.module_utils._postgres import
     hidden_sessions_warning,
     is_client_backend,
     is_hidden,
+    permission_problems,
     postgres_common_argument_spec,
     protection_reason,
     session_view,
@@ -281,19 +282,6 @@ def select_backends(rows, criteria, protected_applications, protect_replication)
             continue
         targets.append(row)
     return targets, protected
-
-
-def permission_problems(role, targets):
-    """Backends this role may not signal: PostgreSQL would refuse them one by one, so refuse up front."""
-    if role['superuser']:
-        return []
-    problems = []
-    for row in targets:
-        if row.get('is_superuser'):
-            problems.append('pid %s belongs to superuser %s' % (row['pid'], row['usename']))
-        elif row['usename'] != role['name'] and not role['signal_backend']:
-            problems.append('pid %s belongs to %s' % (row['pid'], row['usename']))
-    return problems
 
 
 def main():

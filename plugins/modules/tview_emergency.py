@@ -18,7 +18,8 @@ description:
     plan of O(protocol) computed from the same state, in one call and one read-only session that takes no lock:
     the refresh backends to cancel, the pending refreshes to archive then clear, the TVIEWs to disable (or, with
     O(protocol=reset), to re-enable with their errors cleared), the sessions to terminate (stabilisation).
-    Returns RV(plan_digest), a hash of the state the plan was computed from."
+    Returns RV(plan_digest), a hash of the state the plan was computed from, and RV(outcome), the summary of
+    the run."
   - "O(step=act): the act phase in ONE transaction under C(pg_try_advisory_xact_lock(hashtext(O(lock_name)))): a
     second run is refused at once with one message naming the session that holds the lock; the lock ends with
     the transaction, however the run ends (a killed run leaves no lock: no background process is involved). Under
@@ -29,7 +30,8 @@ description:
     files, never through Ansible), the refresh backends are cancelled, the pending refreshes are moved into
     C(pg_tviews_queue_archive) tagged with O(incident_id), the TVIEWs are disabled (extension contract: its
     triggers suspended for the database), the stabilisation sessions are terminated; then it commits and
-    verifies (assessment and integrity check of every TVIEW, many per statement)."
+    verifies (assessment and integrity check of every TVIEW, many per statement) and writes the summary of the run
+    (RV(outcome)) as C(summary.json) next to the evidence."
   - "Evidence never overwrites evidence: each act writes into a new directory C(<protocol>-<UTC time>) under
     O(evidence_dir) (a suffix C(-2), C(-3) when that name exists), files created exclusively, mode 0600."
   - "Check mode (either step): computes the plan, takes no lock of any kind (no row lock, no advisory lock),
@@ -38,6 +40,7 @@ author:
   - incident.response developers (@incident-response)
 extends_documentation_fragment:
   - incident.response.postgres
+  - incident.response.tviews
 attributes:
   check_mode:
     support: full
@@ -60,7 +63,7 @@ options:
     default: disable
     choices: [disable, reset]
   plan_digest:
-    description: RV(plan_digest) of the plan that was approved; required with O(step=act).
+    description: RV(plan_digest) of the plan that was approved; required with O(step=act) unless O(approve_current_plan=true).
     type: str
   incident_id:
     description:
@@ -100,47 +103,35 @@ options:
     description: The advisory lock (its C(hashtext)) that lets one emergency or reset run act at a time.
     type: str
     default: incident.response/tview_emergency
-  contract:
-    description: Which pg_tviews contract to expect; V(auto) detects it.
-    type: str
-    default: auto
-    choices: [auto, runbook, extension]
-  stale_after:
-    description: A TVIEW not refreshed for this long is stale (the assessment).
-    type: raw
-    default: 4h
-  failing_share:
-    description: Emergency when more than this share of TVIEWs have errors.
-    type: float
-    default: 0.5
-  max_pending:
-    description: Emergency when more refreshes than this are pending.
-    type: int
-    default: 10000
-  connection_share:
-    description: Emergency when more than this share of max_connections wait on locks.
-    type: float
-    default: 0.8
-  exit_healthy_share:
-    description: Exit criterion, more than this share of TVIEWs healthy.
-    type: float
-    default: 0.95
   integrity_check:
     description: Read every TVIEW after the act (with O(step=plan), read them in the plan).
     type: bool
     default: true
-  integrity_limit:
-    description: Read at most this many TVIEWs (0, all).
-    type: int
-    default: 0
   integrity_timeout:
     description: Statement timeout of each TVIEW read of the integrity check.
     type: raw
     default: 5s
-  error_limit:
-    description: At most this many TVIEWs in the C(errors) and C(stale) lists of RV(before) (0, all).
-    type: int
-    default: 50
+  approve_current_plan:
+    description:
+      - With O(step=act) and no O(plan_digest), approve the plan computed under the lock: for a run approved before
+        its plan was shown (C(-e approve=true), an AWX survey), one call instead of plan then act. Everything else
+        holds (the lock, the caps, the evidence, the verification); the plan is returned, and with
+        O(protocol=disable) nothing is done unless the emergency level calls for the protocol (RV(not_warranted)) or
+        O(force=true).
+    type: bool
+    default: false
+  force:
+    description: With O(approve_current_plan=true) and O(protocol=disable), act even when the runbook's level does not call for the protocol.
+    type: bool
+    default: false
+  return_tviews:
+    description:
+      - Return every TVIEW's row in RV(before) and RV(after) (C(tviews)) and one C(integrity) entry per TVIEW read.
+      - "Off, those lists stay out of the result (C(integrity_failures) and C(integrity_checked) remain): with
+        thousands of TVIEWs they would travel through Ansible on every run; the evidence's C(catalog.csv) has
+        every row."
+    type: bool
+    default: false
 seealso:
   - module: incident.response.tview_info
   - module: incident.response.tview_state
@@ -181,13 +172,29 @@ changed:
   type: bool
 before:
   description:
-    - The assessment of M(incident.response.tview_info) (status, reasons, totals, tviews, emergency level, SEV,
-      exit criteria) the plan was computed from.
+    - The assessment of M(incident.response.tview_info) (status, reasons, totals, emergency level, SEV, exit
+      criteria; C(tviews) with O(return_tviews=true)) the plan was computed from.
   returned: always
   type: dict
 after:
-  description: The assessment after the act, with the integrity check (O(step=plan) with O(integrity_check=true), the plan's state).
+  description:
+    - The assessment after the act, with the integrity check (O(step=plan) with O(integrity_check=true), the
+      plan's state): C(integrity_ok), C(integrity_checked) (TVIEWs read), C(integrity_failures) (name and error
+      of each TVIEW that cannot be read); C(integrity) and C(tviews) with O(return_tviews=true).
   returned: when O(step=act) acted (not in check mode), or O(step=plan) with O(integrity_check=true)
+  type: dict
+not_warranted:
+  description: With O(approve_current_plan=true), true when nothing was done because the level does not call for the protocol.
+  returned: with O(approve_current_plan=true)
+  type: bool
+outcome:
+  description:
+    - The summary of the run (the evidence's C(summary.json)), C(incident_id), C(check_mode) (true unless the act
+      acted), C(database), C(contract), C(level_before), C(severity), C(plan_digest), C(cancelled), C(terminated),
+      C(archived), one summary per step (C(cancel_summary), C(queue_summary), C(disable_summary),
+      C(stabilise_summary)), C(integrity_ok), C(integrity_failures), C(restart_recommended), C(restart_note),
+      C(exit_criteria), C(evidence_dir), C(evidence_files).
+  returned: always
   type: dict
 plan:
   description: The plan, C(cancel) and C(terminate) (the sessions), C(protected) (left alone), C(tviews) (to disable or enable),
@@ -274,16 +281,17 @@ from ansible_collections.incident.response.plugins.module_utils._postgres import
     PgClient,
     is_client_backend,
     is_hidden,
+    permission_problems,
     postgres_common_argument_spec,
     protection_reason,
     session_view,
 )
 from ansible_collections.incident.response.plugins.module_utils._tviews import (
-    CONTRACT_CHOICES,
     EXTENSION,
     SUSPEND_SETTING,
     Queue,
     assess,
+    assessment_argument_spec,
     extension_suspension,
     is_on,
     pgsql,
@@ -296,6 +304,7 @@ STATE_CHANGED = 'the state changed since the plan: run the plan again'
 
 def argument_spec():
     spec = postgres_common_argument_spec()
+    spec.update(assessment_argument_spec())
     spec.update(
         step=dict(type='str', required=True, choices=['plan', 'act']),
         protocol=dict(type='str', default='disable', choices=['disable', 'reset']),
@@ -310,16 +319,11 @@ def argument_spec():
             'pg_basebackup', 'pg_dump', 'pg_dumpall', 'pg_receivewal', 'pg_recvlogical', 'postgres_exporter']),
         stabilise_age=dict(type='raw', default='30m'),
         lock_name=dict(type='str', default='incident.response/tview_emergency'),
-        contract=dict(type='str', default='auto', choices=CONTRACT_CHOICES),
-        stale_after=dict(type='raw', default='4h'),
-        failing_share=dict(type='float', default=0.5),
-        max_pending=dict(type='int', default=10000),
-        connection_share=dict(type='float', default=0.8),
-        exit_healthy_share=dict(type='float', default=0.95),
         integrity_check=dict(type='bool', default=True),
-        integrity_limit=dict(type='int', default=0),
         integrity_timeout=dict(type='raw', default='5s'),
-        error_limit=dict(type='int', default=50),
+        approve_current_plan=dict(type='bool', default=False),
+        force=dict(type='bool', default=False),
+        return_tviews=dict(type='bool', default=False),
     )
     return spec
 
@@ -358,6 +362,12 @@ class Protocol(object):
             integrity_timeout_ms=self.integrity_ms, integrity_limit=self.p['integrity_limit'])
         self.contract = context['contract']
         self.database = result['database']
+        if 'integrity' in result:
+            result['integrity_checked'] = len(result['integrity'])
+            result['integrity_failures'] = [r for r in result['integrity'] if not r['ok']]
+        if not self.p['return_tviews']:
+            result.pop('tviews', None)
+            result.pop('integrity', None)
         return diagnosis_result(status, reasons, **result)
 
     def backends(self):
@@ -570,8 +580,10 @@ class _HashingWriter(object):
 
 def validate(module):
     p = module.params
-    if p['step'] == 'act' and not p['plan_digest']:
+    if p['step'] == 'act' and not p['plan_digest'] and not p['approve_current_plan']:
         module.fail_json(msg='step=act needs plan_digest (the plan_digest returned by step=plan): approve a plan first')
+    if p['plan_digest'] and p['approve_current_plan']:
+        module.fail_json(msg='plan_digest and approve_current_plan are mutually exclusive: approve one plan')
     if p['plan_digest'] and digest_bound(p['plan_digest']) is None:
         module.fail_json(msg='plan_digest %r is not a plan digest of tview_emergency (run step=plan)'
                          % p['plan_digest'][:80])
@@ -605,17 +617,25 @@ def cap_problem(p, cancel, terminate):
     return None
 
 
-def signal_problems(client, rows):
-    role = client.current_role()
-    if role['superuser']:
-        return []
-    problems = []
-    for row in rows:
-        if row.get('is_superuser'):
-            problems.append('pid %s belongs to superuser %s' % (row['pid'], row['usename']))
-        elif row['usename'] != role['name'] and not role['signal_backend']:
-            problems.append('pid %s belongs to %s' % (row['pid'], row['usename']))
-    return problems
+RESTART_SAFE = 'Integrity check passed: a controlled restart (playbooks/tview_restart.yml) is safe if still needed.'
+RESTART_UNSAFE = 'Data integrity issues detected: do NOT restart; restore from backup (playbooks/tview_restore_check.yml).'
+
+
+def outcome(p, proto, before, after, plan_digest, summaries, acted, cancelled=(), terminated=(), archived=0,
+            evidence=None):
+    """The summary of the run (what the role prints and the evidence's summary.json holds)."""
+    after = after or before
+    integrity_ok = after.get('integrity_ok')
+    return dict(
+        incident_id=p['incident_id'], check_mode=not acted, database=proto.database, contract=proto.contract,
+        level_before=before.get('emergency_label'), severity=before.get('severity'), plan_digest=plan_digest,
+        cancelled=list(cancelled), cancel_summary=summaries['cancel'], queue_summary=summaries['queue'],
+        archived=archived, disable_summary=summaries['tviews'], stabilise_summary=summaries['stabilise'],
+        terminated=list(terminated), integrity_ok=integrity_ok, integrity_failures=after.get('integrity_failures') or [],
+        restart_recommended=False, restart_note=RESTART_SAFE if integrity_ok else RESTART_UNSAFE,
+        exit_criteria=after.get('exit_criteria'),
+        evidence_dir=evidence.path if evidence else 'none (nothing to change)',
+        evidence_files=list(evidence.files) if evidence else [])
 
 
 def main():
@@ -651,7 +671,7 @@ def main():
         if lock['holder']:
             warnings.append('another run holds the lock %s (session pid %s, application_name %r): an act now would '
                             'be refused' % (p['lock_name'], lock['holder']['pid'], lock['holder']['application_name']))
-        if p['step'] == 'act' and plan_digest != p['plan_digest']:
+        if p['step'] == 'act' and not p['approve_current_plan'] and plan_digest != p['plan_digest']:
             warnings.append('%s (an act now would be refused)' % STATE_CHANGED)
         summaries = proto.summaries(plan, done=False)
         plan.update(('%s_summary' % k, v) for k, v in summaries.items())
@@ -668,6 +688,8 @@ def main():
         result['would_refuse'] = '; '.join(warnings) or None
         if warnings:
             result['warnings'] = warnings
+        result['outcome'] = outcome(p, proto, before, result.get('after'), plan_digest, summaries, acted=False,
+                                    archived=result['archived'])
         summary = '; '.join(summaries[k] for k in ('cancel', 'queue', 'tviews', 'stabilise'))
         module.exit_json(**remediation_result(bool(actions), actions, summary, check_mode=True, **result))
 
@@ -680,14 +702,27 @@ def main():
         if not got['ok']:
             proto.refuse_held(key)
         before = proto.assessment()
-        state, plan, (cancel, terminate) = proto.survey(digest_bound(p['plan_digest']))
-        if digest(state) != p['plan_digest']:
+        state, plan, (cancel, terminate) = proto.survey(digest_bound(p['plan_digest']) if p['plan_digest'] else None)
+        approved = digest(state) if p['approve_current_plan'] else p['plan_digest']
+        if p['approve_current_plan'] and p['protocol'] == 'disable' and not p['force'] and \
+                before.get('recommended_action') != 'EXECUTE_EMERGENCY_PROTOCOL':
+            # the gate: not an emergency. Nothing is done (leaving the block rolls back; the lock goes with it)
+            summaries = proto.summaries(plan, done=False)
+            plan.update(('%s_summary' % k, v) for k, v in summaries.items())
+            module.exit_json(**remediation_result(
+                False, [], 'nothing done: the runbook recommends %s, not the emergency protocol'
+                % before.get('recommended_action'), contract=proto.contract, before=before, plan=plan,
+                plan_digest=approved, summaries=summaries, cancelled=[], terminated=[], archived=0, tviews_changed=0,
+                lock=lock, not_warranted=True, evidence=dict(dir=None, files=[]), executed_queries=client.queries,
+                outcome=outcome(p, proto, before, None, approved, summaries, acted=False)))
+        if digest(state) != approved:
             client.fail('%s: the plan was approved for another state (now %s pending, %s to %s, %s to cancel, %s '
                         'to terminate); nothing was changed'
                         % (STATE_CHANGED, plan['pending']['count'], plural(len(plan['tviews']), 'TVIEW'),
                            'disable' if p['protocol'] == 'disable' else 'enable', len(cancel), len(terminate)),
                         lock=lock)
-        problem = cap_problem(p, cancel, terminate) or '; '.join(signal_problems(client, cancel + terminate))
+        problem = cap_problem(p, cancel, terminate) or '; '.join(
+            permission_problems(client.current_role(), cancel + terminate))
         if problem:
             client.fail(problem if problem.startswith('refusing') else
                         'role may not signal every backend (needs superuser or pg_signal_backend): %s; nothing was '
@@ -705,7 +740,7 @@ def main():
             try:
                 evidence.write_json('assessment.json', dict(
                     (k, v) for k, v in before.items() if k not in ('tviews', 'executed_queries')))
-                evidence.write_json('plan.json', dict(plan, plan_digest=p['plan_digest'], incident_id=p['incident_id']))
+                evidence.write_json('plan.json', dict(plan, plan_digest=approved, incident_id=p['incident_id']))
                 if proto.contract == EXTENSION:
                     evidence.copy(client, 'catalog.csv', 'COPY (SELECT * FROM tviews.registry ORDER BY 1, 2) '
                                   'TO STDOUT WITH (FORMAT csv, HEADER)')
@@ -758,12 +793,21 @@ def main():
                                 changed_tviews=changed_tviews if proto.contract != EXTENSION else len(plan['tviews']))
     plan.update(('%s_summary' % k, v) for k, v in proto.summaries(plan, done=False).items())
     summary = '; '.join(summaries[k] for k in ('cancel', 'queue', 'tviews', 'stabilise'))
+    record = outcome(p, proto, before, after, approved, summaries, acted=True, cancelled=cancelled,
+                     terminated=terminated, archived=archived, evidence=evidence)
+    warnings = []
+    if evidence:
+        # committed already: a summary that cannot be written is a warning, the act stands
+        try:
+            evidence.write_json('summary.json', record)
+        except OSError as exc:
+            warnings.append('the act is done, but the summary could not be written under %s: %s' % (evidence.path, exc))
     module.exit_json(**remediation_result(
         bool(actions), actions, summary, contract=proto.contract, before=before, after=after, plan=plan,
-        plan_digest=p['plan_digest'], summaries=summaries, cancelled=cancelled, terminated=terminated, archived=archived,
-        tviews_changed=changed_tviews, lock=lock,
+        plan_digest=approved, summaries=summaries, cancelled=cancelled, terminated=terminated, archived=archived,
+        tviews_changed=changed_tviews, lock=lock, outcome=record,
         evidence=dict(dir=evidence.path if evidence else None, files=evidence.files if evidence else []),
-        executed_queries=client.queries))
+        executed_queries=client.queries, **(dict(warnings=warnings) if warnings else {})))
 
 
 def change_tviews(client, proto, names):

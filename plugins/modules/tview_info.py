@@ -31,51 +31,19 @@ author:
   - incident.response developers (@incident-response)
 extends_documentation_fragment:
   - incident.response.postgres
+  - incident.response.tviews
   - incident.response.attributes.info_module
 options:
-  contract:
-    description: Which pg_tviews contract to expect; V(auto) detects it (the runbook catalog wins when both exist).
-    type: str
-    default: auto
-    choices: [auto, runbook, extension]
-  stale_after:
-    description: A TVIEW not refreshed for this long is stale (seconds or a duration such as V(4h)).
-    type: raw
-    default: 4h
-  failing_share:
-    description: Emergency when more than this share of the TVIEWs have errors (0 to 1).
-    type: float
-    default: 0.5
-  max_pending:
-    description: Emergency when more than this many refreshes are pending.
-    type: int
-    default: 10000
-  connection_share:
-    description: Emergency when more sessions than this share of C(max_connections) wait on locks (0 to 1).
-    type: float
-    default: 0.8
-  exit_healthy_share:
-    description: The exit criteria need more than this share of TVIEWs healthy (0 to 1).
-    type: float
-    default: 0.95
   integrity_check:
     description: Read every TVIEW and report those that cannot be read.
     type: bool
     default: false
-  integrity_limit:
-    description: Check at most this many TVIEWs (the runbook checks 5); V(0) checks all.
-    type: int
-    default: 0
   statement_timeout:
     description:
       - Statement timeout of each integrity read (seconds or a duration such as V(5s), V(500ms)), and of every
         other statement of the module's session (it replaces the default of the connection options).
     type: raw
     default: 5s
-  error_limit:
-    description: List at most this many TVIEWs in RV(errors) and RV(stale).
-    type: int
-    default: 50
   unreachable:
     description:
       - What a server that cannot be reached is. V(fail) fails the task with a message naming the server;
@@ -244,25 +212,18 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.incident.response.plugins.module_utils._common import diagnosis_result, new_module
 from ansible_collections.incident.response.plugins.module_utils._postgres import PgClient, postgres_common_argument_spec
 from ansible_collections.incident.response.plugins.module_utils._tviews import (
-    CONTRACT_CHOICES,
     assess,
+    assessment_argument_spec,
     validate_assessment,
 )
 
 
 def argument_spec():
     spec = postgres_common_argument_spec()
+    spec.update(assessment_argument_spec())
     spec.update(
-        contract=dict(type='str', default='auto', choices=CONTRACT_CHOICES),
-        stale_after=dict(type='raw', default='4h'),
-        failing_share=dict(type='float', default=0.5),
-        max_pending=dict(type='int', default=10000),
-        connection_share=dict(type='float', default=0.8),
-        exit_healthy_share=dict(type='float', default=0.95),
         integrity_check=dict(type='bool', default=False),
-        integrity_limit=dict(type='int', default=0),
         statement_timeout=dict(type='raw', default='5s'),
-        error_limit=dict(type='int', default=50),
         unreachable=dict(type='str', default='fail', choices=['fail', 'unknown']),
     )
     return spec

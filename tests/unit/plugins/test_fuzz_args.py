@@ -142,7 +142,7 @@ SPECS = dict(
         'step', 'protocol', 'plan_digest', 'incident_id', 'reason', 'refresh_pattern', 'max_backends',
         'protected_roles', 'protected_applications', 'stabilise_age', 'lock_name', 'contract', 'stale_after',
         'failing_share', 'max_pending', 'connection_share', 'exit_healthy_share', 'integrity_check',
-        'integrity_limit', 'integrity_timeout', 'error_limit']),
+        'integrity_limit', 'integrity_timeout', 'error_limit', 'return_tviews', 'approve_current_plan', 'force']),
 )
 # Useful values for the required or decisive options, so that examples get past the first check.
 STEERING = dict(
