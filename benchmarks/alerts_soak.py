@@ -9,14 +9,28 @@ task files, POST /-/reload, never a restart), starts ansible-rulebook on the lab
          Alertmanager, plus each Alertmanager webhook payload delivered a second time straight to the rulebook (a
          retried delivery). Prints the time from the post to the incident opened and to the dispatch done
          (min / median / p90 / max), and the duplicates: incidents per fingerprint > 1, runs per alert > 1.
-  loop:  --fault workers_down --rounds R: gameday causes the fault with gameday_alert (NoActiveWorkers fired into
-         Alertmanager), the rulebook runs no_active_workers.yml; the time from the alert to the workers back; then
-         the fault is cleared and the silence expired. Prints cured / failed / duplicate runs.
+  loop:  --fault F[,F...] or --fault all, --rounds R: every act-mapped alert of the map through the whole loop, R
+         rounds in a row per fault: gameday causes the fault with gameday_alert (its alert posted to Alertmanager,
+         group_wait 1s), the rulebook runs the dispatcher, the dispatcher the mapped playbook. Faults (Faults):
+           workers_down        -> NoActiveWorkers                 -> no_active_workers.yml
+           worker_shortage     -> HighQueueDepth                  -> scale_workers.yml
+           idle_in_transaction -> DatabaseConnectionPoolExhausted -> connection_pool_exhausted.yml
+           service_crash       -> ServiceDown (service=api)       -> service_down.yml
+         Each round measures the time from the alert's startsAt to the recovery VERIFIED IN THE LAB (not the
+         playbook's word): workers running and heartbeating since the alert (4 after HighQueueDepth); the drill's
+         sessions idle in transaction ended and the protected one kept (in a database of its own, ir_alerts_soak,
+         created and dropped by the soak; gameday_instance keeps its holder apart from other drills); api running, healthy, GET /health 200. Cured: the
+         verified recovery AND the playbook's incident in monitoring. Duplicates: incidents per alert > 1, runs of
+         the playbook per alert > 1 (and the rulebook's dispatch count per alert name). Whatever happened, the
+         round then clears its fault (resolving the alert), expires its silences and restores the lab (2 workers,
+         api healthy). The pool drill lowers the idle-in-transaction threshold to 2 s (lab_map_override: the
+         runbooks' 30 minutes would spare fresh sessions), in the alert's database only.
 
-    benchmarks/alerts_soak.py [--alerts 10] [--fault workers_down --rounds 3] [--timeout 600]
+    benchmarks/alerts_soak.py [--alerts 10] [--fault all --rounds 10] [--timeout 600] [--keep-log FILE]
 Incidents go to a temporary files store (removed at the end); the alerts carry soak=<run id> and are resolved.
 """
 import argparse
+import calendar
 import json
 import os
 import re
@@ -219,11 +233,12 @@ class Faults(object):
         workers_down=('NoActiveWorkers', 'No active workers', 'every worker running, each heartbeating since the alert'),
         worker_shortage=('HighQueueDepth', 'Scale workers', 'workers scaled to %d, each heartbeating since the alert'),
         idle_in_transaction=('DatabaseConnectionPoolExhausted', 'Connection pool exhausted',
-                             'no gameday session idle in transaction, the protected session kept'),
+                             'the drill\'s sessions idle in transaction ended, the protected session kept'),
         service_crash=('ServiceDown', 'Service down', 'api running, healthy and GET /health answering 200'),
     )
     ORDER = ['workers_down', 'worker_shortage', 'idle_in_transaction', 'service_crash']
     SCALED = 4  # workers_down_replicas: the workers after NoActiveWorkers and HighQueueDepth
+    DATABASE = 'ir_alerts_soak'  # the pool drill's own database (the lab's PostgreSQL is shared)
     LAB_WORKERS = 2  # lab_worker_replicas: the lab's normal
 
     def __init__(self, lab):
@@ -239,18 +254,32 @@ class Faults(object):
         return self.client.containers.list(all=True, filters={'label': [
             'com.docker.compose.project=%s' % self.project, 'com.docker.compose.service=%s' % service]})
 
-    def query(self, sql, params=None):
+    def query(self, sql, params=None, dbname=None, fetch=True):
         conn = self.psycopg2.connect(host=self.env['PGHOST'], port=int(self.env['PGPORT']), user=self.env['PGUSER'],
-                                     password=self.env['PGPASSWORD'], dbname=self.env.get('PGDATABASE') or 'scheduler',
+                                     password=self.env['PGPASSWORD'],
+                                     dbname=dbname or self.env.get('PGDATABASE') or 'scheduler',
                                      application_name='alerts-soak-observer', connect_timeout=5)
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute("SET statement_timeout = '5s'")
+                cur.execute("SET statement_timeout = '30s'")
                 cur.execute(sql, params)
-                return cur.fetchall()
+                return cur.fetchall() if fetch else None
         finally:
             conn.close()
+
+    def create_database(self):
+        """The pool drill's database: its sessions, and the remediation scoped to it by the alert's database label,
+        never touch the sessions of others in the shared lab. The holder's idle transactions insert into audit_log."""
+        self.drop_database()
+        self.query('CREATE DATABASE %s' % self.DATABASE, fetch=False)
+        self.query('CREATE TABLE audit_log (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), '
+                   "actor text NOT NULL, action text NOT NULL, detail text NOT NULL DEFAULT ''); "
+                   'GRANT SELECT, INSERT ON audit_log TO %s; GRANT USAGE ON SEQUENCE audit_log_id_seq TO %s'
+                   % (self.env['LAB_PG_APP_USER'], self.env['LAB_PG_APP_USER']), dbname=self.DATABASE, fetch=False)
+
+    def drop_database(self):
+        self.query('DROP DATABASE IF EXISTS %s WITH (FORCE)' % self.DATABASE, fetch=False)
 
     def workers_beating(self, since, count=None):
         workers = self.containers('worker')
@@ -262,10 +291,13 @@ class Faults(object):
                           (ids, since))
         return rows[0][0] == len(ids)
 
-    def sessions(self):
-        rows = self.query("SELECT application_name, count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
-                          "AND application_name IN ('gameday_idle_tx', %s) GROUP BY 1",
-                          (self.env.get('LAB_GAMEDAY_PROTECTED_APP') or 'postgres_exporter',))
+    def sessions(self, instance):
+        """The drill's sessions idle in transaction in its database: its own (gameday_idle_tx-<instance>) and the
+        protected monitoring one (postgres_exporter), which the remediation must spare."""
+        rows = self.query("SELECT CASE WHEN application_name = %s THEN 'drill' ELSE application_name END, count(*) "
+                          "FROM pg_stat_activity WHERE state = 'idle in transaction' AND datname = %s "
+                          "AND application_name IN (%s, 'postgres_exporter') GROUP BY 1",
+                          ('gameday_idle_tx-' + instance, self.DATABASE, 'gameday_idle_tx-' + instance))
         return dict(rows)
 
     def api_answers(self):
@@ -279,15 +311,15 @@ class Faults(object):
         except Exception:  # pylint: disable=broad-except
             return False
 
-    def recovered(self, fault, since):
+    def recovered(self, fault, since, instance):
         """The verified recovery of the fault, read from the lab."""
         if fault == 'workers_down':
             return self.workers_beating(since)
         if fault == 'worker_shortage':
             return self.workers_beating(since, self.SCALED)
         if fault == 'idle_in_transaction':
-            held = self.sessions()
-            return held.get('gameday_idle_tx', 0) == 0 and held.get('postgres_exporter', 0) >= 1
+            held = self.sessions(instance)
+            return held.get('drill', 0) == 0 and held.get('postgres_exporter', 0) >= 1
         if fault == 'service_crash':
             return self.api_answers()
         raise ValueError(fault)
@@ -321,7 +353,7 @@ def lab_map_override():
 def parse_stamp(value):
     value = value.rstrip('Z')
     whole, _dot, frac = value.partition('.')
-    seconds = time.mktime(time.strptime(whole, '%Y-%m-%dT%H:%M:%S')) - time.timezone
+    seconds = calendar.timegm(time.strptime(whole, '%Y-%m-%dT%H:%M:%S'))
     return seconds + (float('0.' + frac[:6]) if frac else 0.0)
 
 
@@ -330,7 +362,9 @@ def loop_round(lab, faults, fault, number, timeout, run_id):
     duplicates; then, whatever happened, clear the fault, expire the round's silences and restore the lab."""
     alertname, play, _what = Faults.FAULTS[fault]
     tag = '%s-%s-%d' % (run_id, fault, number)
-    extra = dict(fault=fault, gameday_alert=True, gameday_alert_labels=dict(soak=tag, dispatch='incident-response'))
+    instance = '%s-%d' % (run_id[-8:], number)
+    extra = dict(fault=fault, gameday_alert=True, gameday_alert_labels=dict(soak=tag, dispatch='incident-response'),
+                 gameday_instance=instance, gameday_database=Faults.DATABASE)
     outcome = dict(fault=fault, round=number, cured=False, seconds=None, duplicates=0, note='')
     try:
         lab.playbook('playbooks/gameday.yml', extra)
@@ -339,7 +373,7 @@ def loop_round(lab, faults, fault, number, timeout, run_id):
             outcome['note'] = 'gameday fired %s, not one %s' % ([a['labels'].get('alertname') for a in held], alertname)
             return outcome
         posted = parse_stamp(held[0]['startsAt'])
-        if faults.recovered(fault, posted):
+        if faults.recovered(fault, posted, instance):
             outcome['note'] = 'the fault was not there when its alert fired (nothing to cure)'
             return outcome
         deadline = time.monotonic() + timeout
@@ -347,7 +381,7 @@ def loop_round(lab, faults, fault, number, timeout, run_id):
         record = None
         ended = False
         while time.monotonic() < deadline:
-            if recovered_at is None and faults.recovered(fault, posted):
+            if recovered_at is None and faults.recovered(fault, posted, instance):
                 recovered_at = time.time()
             if record is None:
                 record = (lab.incidents(soak=tag) or [None])[0]
@@ -390,6 +424,9 @@ def loop_round(lab, faults, fault, number, timeout, run_id):
             if silence['status']['state'] in ('active', 'pending') and any(
                     m['name'] == 'soak' and m['value'] == tag for m in silence['matchers']):
                 http('DELETE', lab.am + '/api/v2/silence/%s' % silence['id'])
+        holder_log = os.path.join(lab.env['LAB_DIR'], 'gameday', '%s-%s.log' % (fault, instance))
+        if os.path.exists(holder_log):
+            os.remove(holder_log)
         if not faults.restore():
             outcome['note'] += ' (the lab did not come back to 2 workers + api healthy)'
 
@@ -398,6 +435,16 @@ def loop(lab, fault_names, rounds, timeout, run_id):
     faults = Faults(lab)
     if not faults.restore():
         sys.exit('the lab is not in its normal state (2 workers running, api healthy): not starting the loop')
+    if 'idle_in_transaction' in fault_names:
+        faults.create_database()
+    try:
+        return loop_faults(lab, faults, fault_names, rounds, timeout, run_id)
+    finally:
+        if 'idle_in_transaction' in fault_names:
+            faults.drop_database()
+
+
+def loop_faults(lab, faults, fault_names, rounds, timeout, run_id):
     results = {}
     for fault in fault_names:
         alertname, play, what = Faults.FAULTS[fault]
