@@ -237,6 +237,13 @@ class Faults(object):
         service_crash=('ServiceDown', 'Service down', 'api running, healthy and GET /health answering 200'),
     )
     ORDER = ['workers_down', 'worker_shortage', 'idle_in_transaction', 'service_crash']
+    #: fault -> the playbook's remediation task (module, task name prefix): it must have changed something, and the
+    #: recovery must not be seen before it started, for the cure to be the playbook's (the lab is shared: another
+    #: user's `compose up` can undo a fault first)
+    REMEDIATION = dict(workers_down=('incident.response.service_restart', ''),
+                       worker_shortage=('incident.response.service_scale', ''),
+                       idle_in_transaction=('incident.response.pg_backends', 'End sessions idle'),
+                       service_crash=('incident.response.service_restart', ''))
     SCALED = 4  # workers_down_replicas: the workers after NoActiveWorkers and HighQueueDepth
     DATABASE = 'ir_alerts_soak'  # the pool drill's own database (the lab's PostgreSQL is shared)
     LAB_WORKERS = 2  # lab_worker_replicas: the lab's normal
@@ -324,6 +331,18 @@ class Faults(object):
             return self.api_answers()
         raise ValueError(fault)
 
+    def describe(self, fault, instance):
+        """What the lab shows for the fault, for a round's note."""
+        try:
+            if fault in ('workers_down', 'worker_shortage'):
+                return 'workers %s' % sorted(c.status for c in self.containers('worker'))
+            if fault == 'idle_in_transaction':
+                return 'sessions idle in transaction %s' % self.sessions(instance)
+            return 'api %s' % [(c.status, (c.attrs['State'].get('Health') or {}).get('Status'))
+                               for c in self.containers('api')]
+        except Exception as exc:  # pylint: disable=broad-except
+            return 'not read: %s' % exc
+
     def restore(self, timeout=120):
         """The lab's normal again (2 workers, api healthy, scheduler running), as tests/integration's lab_project."""
         cmd = ['docker-compose', '-p', self.project, '-f', self.env['LAB_COMPOSE_FILE'], 'up', '--detach',
@@ -373,22 +392,23 @@ def loop_round(lab, faults, fault, number, timeout, run_id):
             outcome['note'] = 'gameday fired %s, not one %s' % ([a['labels'].get('alertname') for a in held], alertname)
             return outcome
         posted = parse_stamp(held[0]['startsAt'])
+        absent = None
         if faults.recovered(fault, posted, instance):
-            outcome['note'] = 'the fault was not there when its alert fired (nothing to cure)'
-            return outcome
+            absent = ('interference: the fault was not there when its alert fired (nothing to cure; %s)'
+                      % faults.describe(fault, instance))
         deadline = time.monotonic() + timeout
         recovered_at = None
         record = None
         ended = False
         while time.monotonic() < deadline:
-            if recovered_at is None and faults.recovered(fault, posted, instance):
+            if absent is None and recovered_at is None and faults.recovered(fault, posted, instance):
                 recovered_at = time.time()
             if record is None:
                 record = (lab.incidents(soak=tag) or [None])[0]
             if record is not None and not ended:
                 ended = any(e['type'] == 'play_end' and e.get('play') == play for e in lab.store.events(record['id']))
-            if ended and recovered_at is not None:
-                break
+            if ended and (recovered_at is not None or absent):
+                break  # (without the fault, the playbook's run is waited for all the same: no overlap with the next)
             if ended and recovered_at is None and lab.store.get(record['id'])['status'] != 'monitoring':
                 break  # the playbook failed: no cure to wait for
             time.sleep(1)
@@ -396,15 +416,28 @@ def loop_round(lab, faults, fault, number, timeout, run_id):
             outcome['note'] = 'no incident within %ss' % timeout
             return outcome
         status = lab.store.get(record['id'])['status']
-        if not ended:
+        if absent:
+            outcome['note'] = absent
+        elif not ended:
             outcome['note'] = '%s did not end within %ss' % (play, timeout)
         elif recovered_at is None:
-            outcome['note'] = 'not recovered (incident %s)' % status
+            outcome['note'] = 'not recovered (incident %s; %s)' % (status, faults.describe(fault, instance))
         elif status != 'monitoring':
             outcome['note'] = 'recovered but the playbook did not verify it (incident %s)' % status
         else:
-            outcome['cured'] = True
-            outcome['seconds'] = recovered_at - posted
+            module, prefix = Faults.REMEDIATION[fault]
+            acts = [e for e in lab.store.events(record['id']) if e['type'] == 'task' and e.get('module') == module
+                    and (e.get('task') or '').startswith(prefix)]
+            acted = [e for e in acts if e.get('outcome') == 'changed']
+            if not acted:
+                outcome['note'] = ('interference: the playbook found nothing to do (%s): someone else undid the fault'
+                                   % '; '.join(e.get('summary') or '' for e in acts))
+            elif recovered_at < parse_stamp(acted[0]['start']) - 0.5:
+                outcome['note'] = ('interference: recovered %.1fs before the playbook acted (someone else undid the '
+                                   'fault)' % (parse_stamp(acted[0]['start']) - recovered_at))
+            else:
+                outcome['cured'] = True
+                outcome['seconds'] = recovered_at - posted
         time.sleep(3)  # let a duplicate run, if any, show
         records = lab.incidents(soak=tag)
         runs = sum(1 for r in records for e in lab.store.events(r['id'])
@@ -470,9 +503,11 @@ def loop_faults(lab, faults, fault_names, rounds, timeout, run_id):
         dispatched = len(re.findall(r'\b%s -> \S+ \(act\): localhost' % alertname, output))
         times = [o['seconds'] for o in done if o['cured']]
         print('%-20s %-32s post -> verified recovery: %s' % (fault, Faults.FAULTS[fault][0], figures(times)))
-        print('%-20s %-32s cured %d  failed %d  duplicate runs/incidents %d  (rulebook dispatches %d for %d alerts)'
-              % ('', '', len(times), len(done) - len(times), sum(o['duplicates'] for o in done), dispatched,
-                 len(done)))
+        interfered = sum(1 for o in done if not o['cured'] and o['note'].startswith('interference'))
+        print('%-20s %-32s cured %d  failed %d (interference: %d)  duplicate '
+              'runs/incidents %d  (rulebook dispatches %d for %d alerts)'
+              % ('', '', len(times), len(done) - len(times), interfered, sum(o['duplicates'] for o in done),
+                 dispatched, len(done)))
     return results
 
 
