@@ -19,12 +19,14 @@ task files, POST /-/reload, never a restart), starts ansible-rulebook on the lab
          Each round measures the time from the alert's startsAt to the recovery VERIFIED IN THE LAB (not the
          playbook's word): workers running and heartbeating since the alert (4 after HighQueueDepth); the drill's
          sessions idle in transaction ended and the protected one kept (in a database of its own, ir_alerts_soak,
-         created and dropped by the soak; gameday_instance keeps its holder apart from other drills); api running, healthy, GET /health 200. Cured: the
-         verified recovery AND the playbook's incident in monitoring. Duplicates: incidents per alert > 1, runs of
-         the playbook per alert > 1 (and the rulebook's dispatch count per alert name). Whatever happened, the
-         round then clears its fault (resolving the alert), expires its silences and restores the lab (2 workers,
-         api healthy). The pool drill lowers the idle-in-transaction threshold to 2 s (lab_map_override: the
-         runbooks' 30 minutes would spare fresh sessions), in the alert's database only.
+         created and dropped by the soak; gameday_instance keeps its holder apart from other drills); api running,
+         healthy, GET /health 200. Cured: the verified recovery AND the playbook's incident in monitoring AND its
+         remediation task changed something, the recovery not seen before that task started (else: interference,
+         another user of the shared lab undid the fault). Duplicates: incidents per alert > 1, runs of the
+         playbook per alert > 1 (and the rulebook's dispatch count per alert name). Whatever happened, the round
+         then clears its fault (resolving the alert), expires its silences and restores the lab (2 workers, api
+         healthy). The pool drill lowers the idle-in-transaction threshold to 2 s (lab_map_override: the runbooks'
+         30 minutes would spare fresh sessions), in the alert's database only.
 
     benchmarks/alerts_soak.py [--alerts 10] [--fault all --rounds 10] [--timeout 600] [--keep-log FILE]
 Incidents go to a temporary files store (removed at the end); the alerts carry soak=<run id> and are resolved.
