@@ -83,3 +83,22 @@ def test_the_schedule_generators_alerts_run_their_playbooks_in_check_mode(name, 
     alert = incident_alert(dict(labels=dict(alertname='HighQueueDepth')), 0)
     assert route(alert, defaults['alert_dispatch_map'], defaults['alert_dispatch_map_default'], None)['playbook'] == \
         'scale_workers.yml'
+
+
+def test_shipped_map_scopes_the_pool_remediation_to_the_alerts_database():
+    """DatabaseConnectionPoolExhausted{database=scheduler} ends sessions in that database only: the shipped map
+    passes the label as pg_connections_databases too (a string; the role's list option splits it), not only as
+    the database connected to (else an alert on one database ends sessions in every database)."""
+    import os  # pylint: disable=import-outside-toplevel
+    import yaml  # pylint: disable=import-outside-toplevel
+    path = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'roles', 'alert_dispatch', 'defaults', 'main.yml')
+    with open(path) as handle:
+        defaults = yaml.safe_load(handle)
+    shipped = defaults['alert_dispatch_map']
+    for entry in shipped.values():
+        check_entry('x', entry)
+    alert = incident_alert(dict(labels=dict(alertname='DatabaseConnectionPoolExhausted', database='scheduler')), 0)
+    extra = route(alert, shipped, defaults['alert_dispatch_map_default'], None)['extra_vars']
+    assert extra['pg_login_db'] == 'scheduler' and extra['pg_connections_databases'] == 'scheduler'
+    alert = incident_alert(dict(labels=dict(alertname='DatabaseConnectionPoolExhausted')), 0)
+    assert 'pg_connections_databases' not in route(alert, shipped, defaults['alert_dispatch_map_default'], None)['extra_vars']
