@@ -27,29 +27,40 @@ sys.path.insert(0, os.path.join(ROOT, 'tests', 'integration'))
 sys.path.insert(0, os.path.join(ROOT, 'build', 'collections'))
 
 # pylint: disable=wrong-import-position
-from test_awx_many_targets import drop_targets, hold_idle_transaction, inventory, make_targets  # noqa: E402
+from test_awx_many_targets import drop_targets, hold_idle_transaction, inventory  # noqa: E402
 import test_tview_many_targets as tvm  # noqa: E402
 
 BIN = os.path.join(ROOT, '.venv', 'bin')
 
 
-def prepare_pool(env, count):
-    names = make_targets(env, count, 'ir_bench_%s' % uuid.uuid4().hex[:6])
-    conns = [hold_idle_transaction(env, name, 'ir_bench_victim')[0] for name in names]
-    return names, names, conns
+def prepare_pool(env, count, databases, conns):
+    """Databases to drop and sessions to close go into ``databases`` and ``conns`` as they are made."""
+    names = ['ir_bench_%s_%02d' % (uuid.uuid4().hex[:6], index) for index in range(1, count + 1)]
+    databases.extend(names)
+    make_targets_named(env, names)
+    conns.extend(hold_idle_transaction(env, name, 'ir_bench_victim')[0] for name in names)
+    return names
 
 
-def prepare_tviews(env, count):
+def make_targets_named(env, names):
+    conn = tvm.admin(env)
+    with conn.cursor() as cur:
+        for name in names:
+            cur.execute('CREATE DATABASE %s' % name)
+    conn.close()
+
+
+def prepare_tviews(env, count, databases, conns):
     prefix = 'ir_bench_tv_%s' % uuid.uuid4().hex[:6]
     names = ['%s_%02d' % (prefix, index) for index in range(1, count + 1)]
     template = prefix + '_tpl'
+    databases.extend([template] + names)
     tvm.make_template(env, template)
     tvm.copy_databases(env, template, names)
-    conns = []
     for name in names:
         tvm.cause_refresh_errors(env, name)
         conns.append(tvm.hold_session(env, name, in_transaction=True)[0])
-    return names, [template] + names, conns
+    return names
 
 
 PLAYBOOKS = dict(
@@ -63,9 +74,9 @@ PLAYBOOKS = dict(
 
 def run(env, playbook, count, check):
     spec = PLAYBOOKS[playbook]
-    names, databases, conns = [], [], []
+    databases, conns = [], []
     try:
-        names, databases, conns = spec['prepare'](env, count)
+        names = spec['prepare'](env, count, databases, conns)
         time.sleep(3)
         work = tempfile.mkdtemp(prefix='ir-bench-')
         hosts = os.path.join(work, 'targets.json')
