@@ -122,8 +122,8 @@ def main():
     if missing:
         raise SystemExit('source the lab environment first (missing %s)' % ', '.join(missing))
     rows = []
-    print('%-26s %8s %10s %12s %12s %10s' % ('playbook', 'targets', 'seconds', 'cpu seconds', 'max RSS MB',
-                                            'x first'))
+    header = ('playbook', 'targets', 'seconds', 'cpu seconds', 'max RSS MB', 'x first')
+    print('%-26s %8s %10s %12s %12s %10s' % header)
     for playbook in args.playbooks.split(','):
         first = None
         for count in args.targets.split(','):
