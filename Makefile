@@ -161,7 +161,7 @@ benchmark-services: setup ## workers 2 -> 20 -> 2 with service_scale vs the raw 
 	@$(call need_lab_env)
 	@cd "$(ROOT)" && set -a && . "$(LAB_DIR)/lab.env" && set +a && python benchmarks/services/scale_benchmark.py $(BENCHMARK_ARGS)
 
-benchmark-awx: setup ## connection_pool_exhausted.yml on 1, 10, 20 PostgreSQL targets (forks = targets): time, memory (needs the lab)
+benchmark-awx: setup ## connection_pool_exhausted.yml and tview_incident.yml on 1, 10, 20 PostgreSQL targets (forks = targets): time, memory (needs the lab)
 	@$(call need_lab_env)
 	@cd "$(ROOT)" && set -a && . "$(LAB_DIR)/lab.env" && set +a && python benchmarks/awx_targets.py $(BENCHMARK_ARGS)
 

@@ -31,6 +31,9 @@ description:
     Check mode (C(--check)) records nothing and leaves the store untouched; with C(-v) the callback shows each
     event it would have recorded.
   - >-
+    The results of a task (one per host) are written together, in one write of the store, when the next task
+    starts (or the play ends), so a run on many hosts costs one write per task, not one per host.
+  - >-
     A store that cannot be written warns once and never fails the play.
   - >-
     The store is the one the C(incident.response.incident) module of the run used (its C(store), C(store_path),
@@ -245,11 +248,12 @@ class CallbackModule(CallbackBase):
             return 'schema %s' % self._store_params.get('store_schema')
         return self._store_params.get('store_path')
 
-    def _emit(self, event):
+    def _emit(self, event, flush=True):
         if self._broken:
             return
         self._pending.append(self._clean(event))
-        self._flush()
+        if flush:
+            self._flush()
 
     def _flush(self):
         if self._check:
@@ -262,11 +266,11 @@ class CallbackModule(CallbackBase):
         if self._broken or not self._confirmed or not self._pending or not HAS_INCIDENT:
             return
         try:
-            store = self._get_store()
-            while self._pending:
-                store.append_event(self._incident_id, self._pending[0])
-                self._pending.pop(0)
-                self._recorded += 1
+            # one write (one lock, one read of the log, one fsync) for the results kept since the last one
+            batch = list(self._pending)
+            self._get_store().append_events(self._incident_id, batch)
+            del self._pending[:len(batch)]
+            self._recorded += len(batch)
         except Exception as exc:  # pylint: disable=broad-exception-caught
             self._fail_store(exc)
 
@@ -313,6 +317,8 @@ class CallbackModule(CallbackBase):
             self._play = None
 
     def v2_playbook_on_task_start(self, task, is_conditional):
+        # the results of the previous task (one per host) are written together when the next task starts
+        self._flush()
         self._task_names[str(task._uuid)] = task.name or task.action  # pylint: disable=protected-access
 
     v2_playbook_on_handler_task_start = v2_playbook_on_task_start
@@ -338,7 +344,8 @@ class CallbackModule(CallbackBase):
                 module=module, kind=kind, result=data, start=self._starts.pop((host.get_name(), uuid), None),
                 end=tl.utc_now(), check_mode=bool(task.check_mode) or self._check, no_log=bool(task.no_log),
                 ignore_errors=ignore_errors, role=role, task_uuid=uuid, actor=self._actor)
-            self._emit(event)
+            # kept until the next task starts (or the play ends): the hosts of one task in one write
+            self._emit(event, flush=False)
             if found:
                 # the incident module's own result says the incident exists (unless it ran in check mode)
                 confirmed = module in tl.INCIDENT_MODULES and not task.check_mode and not self._check

@@ -554,6 +554,10 @@ class Store(object):
         """The id the next ``create`` without an id would get (a preview: nothing is reserved)."""
         return self.allocate_id(day)
 
+    def append_events(self, incident_id, events):
+        """Append events in order; returns them with their ``seq`` (the stores do it in one write)."""
+        return [self.append_event(incident_id, event) for event in events]
+
     def has_event(self, incident_id, key):
         if not key:
             return False
@@ -825,7 +829,15 @@ class FileStore(Store):
 
     def append_event(self, incident_id, event):
         """Append one event under ``flock`` of the log; returns it with its ``seq`` (1, 2, ...)."""
-        event = self._clean_event(event)
+        return self.append_events(incident_id, [event])[0]
+
+    def append_events(self, incident_id, events):
+        """Append events in order under ONE ``flock`` of the log (one read, one ``fsync``); returns them with their
+        ``seq``. An event whose ``key`` is in the log already (or earlier in ``events``) is not appended: the one
+        recorded is returned in its place."""
+        events = [self._clean_event(event) for event in events]
+        if not events:
+            return []
         path = self.events_path(incident_id)
         if not os.path.exists(self.record_path(incident_id)):
             raise IncidentError('incident %s does not exist in %s' % (incident_id, self.describe()))
@@ -840,20 +852,31 @@ class FileStore(Store):
                 reader.seek(0)
                 data = reader.read()
             existing = self._parse_events(data)
-            if event.get('key'):
-                for old in existing:
-                    if old.get('key') == event['key']:
-                        return old  # idempotent: an event with this key is in the log already
-            event['seq'] = (max([e.get('seq') or 0 for e in existing]) if existing else 0) + 1
-            line = _to_json(event).encode('utf-8') + b'\n'
+            keyed = dict((old['key'], old) for old in existing if old.get('key'))
+            seq = max([e.get('seq') or 0 for e in existing]) if existing else 0
+            lines = []
+            done = []
+            for event in events:
+                if event.get('key') and event['key'] in keyed:
+                    done.append(keyed[event['key']])  # idempotent: an event with this key is in the log already
+                    continue
+                seq += 1
+                event['seq'] = seq
+                if event.get('key'):
+                    keyed[event['key']] = event
+                lines.append(_to_json(event).encode('utf-8') + b'\n')
+                done.append(event)
+            if not lines:
+                return done
+            chunk = b''.join(lines)
             if data and not data.endswith(b'\n'):
-                line = b'\n' + line  # isolate a line cut short by a killed run
-            view = memoryview(line)
+                chunk = b'\n' + chunk  # isolate a line cut short by a killed run
+            view = memoryview(chunk)
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
             os.fsync(fd)
-            return event
+            return done
         except OSError as exc:
             raise IncidentError('cannot append to %s: %s' % (path, exc.strerror))
         finally:
@@ -1306,29 +1329,39 @@ class PgStore(Store):
         return self._run('reading the schema version', self._readable)
 
     def append_event(self, incident_id, event):
+        return self.append_events(incident_id, [event])[0]
+
+    def append_events(self, incident_id, events):
+        """Append events in order in one transaction (the incident row locked once)."""
         validate_incident_id(incident_id)
-        event = self._clean_event(event)
+        events = [self._clean_event(event) for event in events]
+        if not events:
+            return []
 
         def write(cur):
             cur.execute(self._q('SELECT 1 FROM {schema}.incident WHERE id = %s FOR UPDATE'), (incident_id,))
             if cur.fetchone() is None:
                 raise IncidentError('incident %s does not exist in %s' % (incident_id, self.describe()))
-            if event.get('key'):
-                cur.execute(self._q('SELECT seq, event FROM {schema}.incident_event WHERE incident_id = %s AND '
-                                    'key = %s'), (incident_id, event['key']))
-                row = cur.fetchone()
-                if row:
-                    old = row['event']
-                    old['seq'] = row['seq']
-                    return old
-            cur.execute(self._q('SELECT coalesce(max(seq), 0) + 1 AS seq FROM {schema}.incident_event '
-                                'WHERE incident_id = %s'), (incident_id,))
-            event['seq'] = cur.fetchone()['seq']
-            cur.execute(self._q('INSERT INTO {schema}.incident_event (incident_id, seq, time, type, key, event) '
-                                'VALUES (%s, %s, %s, %s, %s, %s)'),
-                        (incident_id, event['seq'], parse_time(event['time'], 'event time'), event['type'],
-                         event.get('key'), psycopg2.extras.Json(event)))
-            return event
+            done = []
+            for event in events:
+                if event.get('key'):
+                    cur.execute(self._q('SELECT seq, event FROM {schema}.incident_event WHERE incident_id = %s AND '
+                                        'key = %s'), (incident_id, event['key']))
+                    row = cur.fetchone()
+                    if row:
+                        old = row['event']
+                        old['seq'] = row['seq']
+                        done.append(old)
+                        continue
+                cur.execute(self._q('SELECT coalesce(max(seq), 0) + 1 AS seq FROM {schema}.incident_event '
+                                    'WHERE incident_id = %s'), (incident_id,))
+                event['seq'] = cur.fetchone()['seq']
+                cur.execute(self._q('INSERT INTO {schema}.incident_event (incident_id, seq, time, type, key, event) '
+                                    'VALUES (%s, %s, %s, %s, %s, %s)'),
+                            (incident_id, event['seq'], parse_time(event['time'], 'event time'), event['type'],
+                             event.get('key'), psycopg2.extras.Json(event)))
+                done.append(event)
+            return done
         if not self._exists_schema():
             raise IncidentError('incident %s does not exist in %s' % (incident_id, self.describe()))
         return self._run('appending to the timeline of %s' % incident_id, write, write=True)

@@ -124,7 +124,10 @@ tviews:
   type: list
   elements: dict
 actions:
-  description: One entry per TVIEW (or setting) changed; C(done) false in check mode.
+  description:
+    - One entry per TVIEW (or setting) changed; C(done) false in check mode.
+    - Runbook catalog, the C(detail) of each names the C(database) of the TVIEW (a run on many targets says which
+      target each action was on).
   returned: always
   type: list
   elements: dict
@@ -246,6 +249,7 @@ FROM pg_tviews_metadata WHERE {where} ORDER BY entity_name{lock}
                 client.fail('unknown TVIEW%s %s: not in pg_tviews_metadata; nothing was changed'
                             % ('s' if len(unknown) > 1 else '', ', '.join(unknown)))
         targets = [r for r in rows if wanted_change(r, p['state'], p['clear_errors'])]
+        database = client.query_one('SELECT current_database() AS d')['d'] if targets else None
         reason = full_reason(p)
         updated = {}
         if targets and not module.check_mode:
@@ -288,6 +292,7 @@ RETURNING entity_name AS name, emergency_disabled, NULL::text AS emergency_disab
         result_rows.append(dict(name=row['name'], before=view(row), after=after, changed=changing))
         if changing:
             detail = dict(reason=reason) if p['state'] == 'disabled' else dict(clear_errors=p['clear_errors'])
+            detail['database'] = database  # many targets at once: which target's TVIEW
             actions.append(make_action('disable' if p['state'] == 'disabled' else 'enable', row['name'], detail,
                                        done=not module.check_mode))
     verb = 'disable' if p['state'] == 'disabled' else 'enable'

@@ -240,6 +240,26 @@ def test_events_are_append_only_with_seq(store):
         store.append_event('nope', dict(type='note'))
 
 
+def test_events_appended_together_in_one_write(store, monkeypatch):
+    store.create(dict(id='ops-1'))
+    store.append_event('ops-1', dict(type='notification', key='notify:initial:slack'))
+    syncs = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, 'fsync', lambda fd: syncs.append(fd) or real_fsync(fd))
+    done = store.append_events('ops-1', [dict(type='task', task='one', host='db_01'),
+                                         dict(type='notification', key='notify:initial:slack'),
+                                         dict(type='task', task='one', host='db_02'),
+                                         dict(type='note', key='k2', message='a'), dict(type='note', key='k2')])
+    assert len(syncs) == 1
+    assert [e['seq'] for e in done] == [2, 1, 3, 4, 4]
+    assert [(e['seq'], e.get('host')) for e in store.events('ops-1')] == [(1, None), (2, 'db_01'), (3, 'db_02'),
+                                                                          (4, None)]
+    assert store.append_events('ops-1', []) == []
+    with pytest.raises(IncidentError, match='event type'):
+        store.append_events('ops-1', [dict(type='note'), dict(type='bogus')])
+    assert len(store.events('ops-1')) == 4  # nothing of a refused batch is written
+
+
 def test_a_line_cut_short_is_skipped_and_isolated(store):
     store.create(dict(id='ops-1'))
     store.append_event('ops-1', dict(type='note', message='one'))
