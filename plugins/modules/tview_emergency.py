@@ -113,7 +113,7 @@ options:
     default: 5s
   approve_current_plan:
     description:
-      - With O(step=act) and no O(plan_digest), approve the plan computed under the lock: for a run approved before
+      - With O(step=act) and no O(plan_digest), approve the plan computed under the lock; for a run approved before
         its plan was shown (C(-e approve=true), an AWX survey), one call instead of plan then act. Everything else
         holds (the lock, the caps, the evidence, the verification); the plan is returned, and with
         O(protocol=disable) nothing is done unless the emergency level calls for the protocol (RV(not_warranted)) or
@@ -179,9 +179,9 @@ before:
 after:
   description:
     - The assessment after the act, with the integrity check (O(step=plan) with O(integrity_check=true), the
-      plan's state): C(integrity_ok), C(integrity_checked) (TVIEWs read), C(integrity_failures) (name and error
+      plan's state); C(integrity_ok), C(integrity_checked) (TVIEWs read), C(integrity_failures) (name and error
       of each TVIEW that cannot be read); C(integrity) and C(tviews) with O(return_tviews=true).
-  returned: when O(step=act) acted (not in check mode), or O(step=plan) with O(integrity_check=true)
+  returned: "when O(step=act) acted (not in check mode), or O(step=plan) with O(integrity_check=true)"
   type: dict
 not_warranted:
   description: With O(approve_current_plan=true), true when nothing was done because the level does not call for the protocol.
