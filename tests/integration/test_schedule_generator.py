@@ -192,7 +192,7 @@ def test_queue_backlog_and_stalled_jobs_on_the_lab_workers(ansible, gameday, sg,
     assert not running(sg['LAB_SCHEDGEN_PROJECT'], 'pdf-worker') and r.llen(QUEUE + ':wait') >= 2000
     args = dict(redis_url=sg['LAB_SCHEDGEN_REDIS_URL'], queue_backlog_worker_service='pdf-worker',
                 queue_backlog_worker_project=sg['LAB_SCHEDGEN_PROJECT'], queue_backlog_worker_replicas=3,
-                queue_backlog_max_jobs=10)
+                queue_backlog_max_jobs=10, incident_id='INC-T-SG-QUEUE')
     try:
         before = state(sg, r)
         run = ansible.playbook('playbooks/queue_backlog.yml', args, check=True)
@@ -202,6 +202,7 @@ def test_queue_backlog_and_stalled_jobs_on_the_lab_workers(ansible, gameday, sg,
         run = ansible.playbook('playbooks/queue_backlog.yml', args)
         assert run.rc == 0, run
         assert 'moved 5 stalled jobs' in run.output and 'Verified: waiting went from' in run.output
+        assert 'recorded in incident INC-T-SG-QUEUE' in run.output, run
         assert len(running(sg['LAB_SCHEDGEN_PROJECT'], 'pdf-worker')) == 3
         wait_for(lambda: r.llen(QUEUE + ':wait') == 0, timeout=300, what='the backlog drained by 3 pdf-workers')
         run = ansible.playbook('playbooks/queue_backlog.yml', args)
