@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import BIN, ROOT
+from pgbouncer_helpers import Bouncer
 
 from ansible_collections.incident.response.plugins.module_utils._incident import get_store
 
@@ -380,3 +381,42 @@ def test_a_rerun_with_the_same_incident_id_never_overwrites_evidence(ansible, tv
             assert hashlib.sha256(handle.read()).hexdigest() == sha
     # (reset() dropped the archive of the first run: only the second run's rows are there)
     assert tviews.query("SELECT count(*) FROM pg_tviews_queue_archive WHERE incident_id = 'INC-SAME'")[0][0] == 5
+
+
+def test_stabilise_resets_the_pgbouncer_pool_gently(ansible, emergency, lab_env, incident_dir):
+    """The runbook's "Reset connection pool if using pgbouncer": RECONNECT of the named database after the act,
+    never a restart of PgBouncer; --check shows the command and sends nothing; a re-run sends nothing."""
+    bouncer = Bouncer(lab_env)
+    bouncer.normal()
+    try:
+        conn = bouncer.client()
+        conn.cursor().execute('SELECT 1')
+
+        def servers():
+            return [s for s in bouncer.show('SERVERS') if s['database'] == 'scheduler']
+        assert bouncer.wait_for(servers)
+        extra = dict(tview_emergency_pgbouncer_reset='reconnect', tview_emergency_pgbouncer_databases=['scheduler'],
+                     pg_connections_pgbouncer_host=bouncer.host, pg_connections_pgbouncer_port=bouncer.port,
+                     pg_connections_pgbouncer_user=bouncer.user, pg_connections_pgbouncer_password=bouncer.password)
+        before = bouncer.state()
+        run = ansible.playbook(PLAYBOOK, play_vars(incident_dir, **extra), check=True)
+        assert run.rc == 0, run
+        assert 'PgBouncer reset (reconnect): would send RECONNECT "scheduler"' in run.output, run
+        assert bouncer.state() == before and not any(s['close_needed'] for s in servers())
+        assert bouncer.password not in run.output
+
+        extra = dict(extra, approve=True, tview_emergency_incident_id='INC-E-PGB')
+        run = ansible.playbook(PLAYBOOK, play_vars(incident_dir, **extra))
+        assert run.rc == 0, run.output[-4000:]
+        assert 'EMERGENCY PROTOCOL DONE for incident INC-E-PGB' in run.output
+        assert 'PgBouncer reset (reconnect): sent RECONNECT "scheduler"' in run.output, run.output[-4000:]
+        assert all(s['close_needed'] for s in servers())
+        conn.cursor().execute('SELECT 1')  # the client stays connected through a RECONNECT
+        assert bouncer.password not in run.output
+
+        run = ansible.playbook(PLAYBOOK, play_vars(incident_dir, **extra))  # nothing left to do: nothing sent
+        assert run.rc == 0 and run.changed == 0, run
+        assert 'sent RECONNECT' not in run.output
+    finally:
+        bouncer.close()
+        bouncer.normal()
