@@ -13,6 +13,7 @@ import uuid
 import psycopg2
 import pytest
 
+from pg_admin import admin, drop_databases
 from conftest import BIN, ROOT
 
 from ansible_collections.incident.response.plugins.module_utils._incident import get_store
@@ -20,13 +21,6 @@ from ansible_collections.incident.response.plugins.module_utils._incident import
 pytestmark = pytest.mark.integration
 
 TARGETS = 20
-
-
-def admin(env, dbname=None):
-    conn = psycopg2.connect(host=env['PGHOST'], port=int(env['PGPORT']), user=env['PGUSER'],
-                            password=env['PGPASSWORD'], dbname=dbname or env['PGDATABASE'], connect_timeout=10)
-    conn.autocommit = True
-    return conn
 
 
 def make_targets(env, count, prefix):
@@ -37,14 +31,6 @@ def make_targets(env, count, prefix):
             cur.execute('CREATE DATABASE %s' % name)
     conn.close()
     return names
-
-
-def drop_targets(env, names):
-    conn = admin(env)
-    with conn.cursor() as cur:
-        for name in names:
-            cur.execute('DROP DATABASE IF EXISTS %s WITH (FORCE)' % name)
-    conn.close()
 
 
 def inventory(env, names, path):
@@ -63,7 +49,7 @@ def inventory(env, names, path):
 def targets(lab_env):
     names = make_targets(lab_env, TARGETS, 'ir_awx_%s' % uuid.uuid4().hex[:6])
     yield names
-    drop_targets(lab_env, names)
+    drop_databases(lab_env, names)
 
 
 def hold_idle_transaction(env, dbname, application_name):

@@ -20,6 +20,7 @@ import uuid
 import psycopg2
 import pytest
 
+from pg_admin import admin, drop_databases
 from conftest import BIN, ROOT
 
 from ansible_collections.incident.response.plugins.module_utils._incident import get_store
@@ -31,14 +32,6 @@ FIXTURE_SQL = os.path.join(ROOT, 'roles', 'lab', 'files', 'tviews_runbook.sql')
 FAULTS = os.path.join(ROOT, 'roles', 'gameday', 'files', 'tviews_faults.py')
 PATTERN = 'permission denied'
 INCIDENT = 'INC-2026-12-02-913'
-
-
-def admin(env, dbname=None):
-    conn = psycopg2.connect(host=env['PGHOST'], port=int(env['PGPORT']), user=env['PGUSER'],
-                            password=env['PGPASSWORD'], dbname=dbname or env['PGDATABASE'],
-                            application_name='pytest-observer', connect_timeout=10)
-    conn.autocommit = True
-    return conn
 
 
 def make_template(env, name):
@@ -61,14 +54,6 @@ def copy_databases(env, template, names):
         cur.execute('SET statement_timeout = 120000')
         for name in names:
             cur.execute('CREATE DATABASE %s TEMPLATE %s' % (name, template))
-    conn.close()
-
-
-def drop_databases(env, names):
-    conn = admin(env)
-    with conn.cursor() as cur:
-        for name in names:
-            cur.execute('DROP DATABASE IF EXISTS %s WITH (FORCE)' % name)
     conn.close()
 
 
