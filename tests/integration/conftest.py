@@ -220,6 +220,36 @@ def pytest_collection_modifyitems(config, items):
         config.get_terminal_writer().line('\n'.join(lines))
 
 
+class _GroupSuffix(object):
+    """The ``@group`` suffix of the node id that ``--dist loadgroup`` schedules by, on pytest >= 9.2 too.
+
+    pytest-xdist 3.8.0 sets ``item._nodeid``; pytest 9.2 keeps the node id in ``item._id`` (a NodeId), so that
+    assignment does nothing and every test would be scheduled on its own. After xdist's hook, this one adds the
+    suffix the same way where it is missing (a later xdist that sets it itself makes this a no-op).
+    """
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config, items):
+        if not getattr(config.option, 'loadgroup', False):
+            return
+        for item in items:
+            names = sorted(set(str(mark.args[0] if mark.args else mark.kwargs.get('name', 'default'))
+                               for mark in item.iter_markers('xdist_group')))
+            if not names:
+                continue
+            suffix = '@' + '_'.join(names)
+            if item.nodeid.endswith(suffix):
+                continue
+            if not hasattr(item, '_id'):  # pragma: no cover - pytest < 9.2: xdist's own hook did it
+                continue
+            from _pytest.nodeid import NodeId  # pylint: disable=import-outside-toplevel
+            item._id = NodeId.parse(item.nodeid + suffix)  # pylint: disable=protected-access
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_GroupSuffix(), 'incident-response-xdist-group-suffix')
+
+
 class ClusterLock(object):
     """A readers-writer lock between the xdist workers of this lab (flock): shared, or exclusive for EXCLUSIVE."""
 
@@ -257,10 +287,21 @@ def pytest_runtest_protocol(item, nextitem):  # pylint: disable=unused-argument
         _CLUSTER_LOCK.append(ClusterLock())
     exclusive = is_exclusive(item)
     _CLUSTER_LOCK[0].acquire(exclusive)
+    _trace_lock('start', exclusive, item)
     try:
         yield
     finally:
+        _trace_lock('end', exclusive, item)
         _CLUSTER_LOCK[0].release(exclusive)
+
+
+def _trace_lock(what, exclusive, item):
+    """INCIDENT_TEST_LOCK_TRACE=FILE: one line per test start and end under the lock (to check who ran alone)."""
+    path = os.environ.get('INCIDENT_TEST_LOCK_TRACE')
+    if path:
+        with open(path, 'a') as handle:
+            handle.write('%.3f %s %s %s %s\n' % (time.time(), os.environ.get('PYTEST_XDIST_WORKER'), what,
+                                                  'exclusive' if exclusive else 'shared', item.nodeid))
 
 
 @pytest.fixture(scope='session')
@@ -584,19 +625,24 @@ class Engine(object):
         found = self.containers('api')
         return len(found) == 1 and found[0].attrs['State'].get('Health', {}).get('Status') == 'healthy'
 
+    def normal(self, workers=2):
+        """The lab's normal: `workers` workers and one scheduler running, api healthy (nothing paused)."""
+        return self.states('worker') == ['running'] * workers and self.api_healthy() and \
+            self.states('scheduler') == ['running']
+
     def restore(self, workers=2, timeout=90):
         """Back to the lab's normal: nothing paused, every service up, `workers` workers, api healthy."""
+        if self.normal(workers):
+            return  # already there: no docker-compose run (two per test of the lab_project fixture)
         for container in self.containers():
             if container.status == 'paused':
                 container.unpause()
         self.compose('up', '--detach', '--no-recreate', '--scale', 'worker=%d' % workers)
         deadline = time.time() + timeout
         while time.time() < deadline:
-            workers_now = self.states('worker')
-            if workers_now == ['running'] * workers and self.api_healthy() and \
-                    self.states('scheduler') == ['running']:
+            if self.normal(workers):
                 return
-            time.sleep(1)
+            time.sleep(0.5)
         raise AssertionError('the lab did not come back: workers %s, api healthy %s'
                              % (self.states('worker'), self.api_healthy()))
 
