@@ -300,8 +300,9 @@ def _trace_lock(what, exclusive, item):
     path = os.environ.get('INCIDENT_TEST_LOCK_TRACE')
     if path:
         with open(path, 'a') as handle:
-            handle.write('%.3f %s %s %s %s\n' % (time.time(), os.environ.get('PYTEST_XDIST_WORKER'), what,
-                                                  'exclusive' if exclusive else 'shared', item.nodeid))
+            mode = 'exclusive' if exclusive else 'shared'
+            handle.write('%.3f %s %s %s %s\n' % (time.time(), os.environ.get('PYTEST_XDIST_WORKER'), what, mode,
+                                                item.nodeid))
 
 
 @pytest.fixture(scope='session')

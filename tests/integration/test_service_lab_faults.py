@@ -25,6 +25,7 @@ def wait_for(predicate, timeout=60, sleep=0.5):
 def test_each_running_worker_sends_real_heartbeats(lab, lab_project):
     ids = sorted('worker-%s' % c.id[:12] for c in lab_project.containers('worker'))
     assert wait_for(lambda: fresh_heartbeats(lab) == ids, timeout=20), (fresh_heartbeats(lab), ids)
+
     def counts():
         return dict(lab.query('SELECT worker_id, processed_count FROM worker_heartbeat WHERE worker_id = ANY(%s)',
                               (ids,)))
