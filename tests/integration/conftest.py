@@ -301,8 +301,8 @@ def _trace_lock(what, exclusive, item):
     if path:
         with open(path, 'a') as handle:
             mode = 'exclusive' if exclusive else 'shared'
-            handle.write('%.3f %s %s %s %s\n' % (time.time(), os.environ.get('PYTEST_XDIST_WORKER'), what, mode,
-                                                item.nodeid))
+            worker = os.environ.get('PYTEST_XDIST_WORKER')
+            handle.write('%.3f %s %s %s %s\n' % (time.time(), worker, what, mode, item.nodeid))
 
 
 @pytest.fixture(scope='session')
