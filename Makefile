@@ -25,6 +25,10 @@ SANITY_ROOT := $(ROOT)/build/sanity/ansible_collections/incident/response
 # Extra arguments, e.g. make sanity SANITY_ARGS='--test pep8'
 SANITY_ARGS ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers of `make integration` (--dist loadgroup: tests that share a lab object run on one worker,
+# one after the other; tests/integration/conftest.py). 0 or 1: serial, without xdist.
+INTEGRATION_WORKERS ?= 2
+INTEGRATION_XDIST := $(if $(filter-out 0 1,$(INTEGRATION_WORKERS)),-n $(INTEGRATION_WORKERS) --dist loadgroup)
 LINT_ARGS ?=
 MOLECULE_ARGS ?=
 
@@ -105,9 +109,9 @@ lint: setup ## ansible-lint, production profile, offline
 unit: setup ## pytest tests/unit
 	@cd "$(ROOT)" && $(call pytest,tests/unit)
 
-integration: setup ## pytest tests/integration against the running lab (sources LAB_DIR/lab.env)
+integration: setup ## pytest tests/integration against the running lab, on INTEGRATION_WORKERS=2 xdist workers (sources LAB_DIR/lab.env)
 	@$(call need_lab_env)
-	@cd "$(ROOT)" && set -a && . "$(LAB_DIR)/lab.env" && set +a && $(call pytest,tests/integration --durations=30)
+	@cd "$(ROOT)" && set -a && . "$(LAB_DIR)/lab.env" && set +a && $(call pytest,tests/integration $(INTEGRATION_XDIST) --durations=30)
 
 # Molecule's "prerun" would build this collection and install the copy into
 # ~/.ansible/collections, where it shadows the working tree for every later

@@ -1,8 +1,62 @@
 """Fixtures for the integration tests: the running lab, ansible runs, real PostgreSQL sessions.
 
 Every test talks to the lab's real services (``make lab-up``); nothing here is mocked.
+
+Parallel runs (pytest-xdist, ``make integration`` runs ``-n $(INTEGRATION_WORKERS) --dist loadgroup``)
+======================================================================================================
+The lab is shared by every test, so two tests may only run at the same time when they touch different objects.
+Two mechanisms keep them apart (both here, in pytest_collection_modifyitems and pytest_runtest_protocol):
+
+1. xdist groups. Each test gets the resources of its file (RESOURCES), or of its own entry in TEST_RESOURCES; a file
+   with no entry is a resource of its own ("file:<name>", the whole file on one worker: its module fixtures are
+   built once, its fixed names never meet themselves). Resources that one test uses together are merged, and
+   every test of a merged set of resources gets the same ``xdist_group``: ``--dist loadgroup`` runs a group on
+   one worker, one test after the other. The groups, by the shared lab object they stand for:
+
+   ==============  ==================================================================  ==============================
+   resource        shared lab object                                                   files (tests)
+   ==============  ==================================================================  ==============================
+   compose         the task scheduler's Compose project (api, workers, scheduler),     test_service_{info,pause,
+                   its API and lab_dir/api status files, worker heartbeats              restart,rollback,scale,
+                                                                                        lab_faults}, playbook_services,
+                                                                                        secrets_output, http_check,
+                                                                                        alert_dispatch, alert_lab_
+                                                                                        rulebook, incident_monitor
+                                                                                        (the lab API test)
+   alertmanager    the lab's Alertmanager (LAB_ALERTMANAGER_URL) and the lab's         alertmanager, alert_dispatch,
+                   ansible-rulebook port (LAB_EDA_WEBHOOK_PORT, 59095)                 alert_lab_rulebook
+   tviews          the pg_tviews fixture databases tviews_runbook, tviews_ext (on      tview_{modules,emergency,
+                   PostgreSQL 15 and 18), the refresh_backends & co. gameday faults    emergency_pg18,gameday,
+                                                                                        playbooks,restore,many_targets},
+                                                                                        awx_jobs, alert_dispatch (the
+                                                                                        mapped alert)
+   pgbouncer       the lab's PgBouncer (PAUSE, RECONNECT, KILL, its pools)             pgbouncer, pgbouncer_playbook,
+                                                                                        tview_emergency
+   schedgen        the schedule generator's Compose project, Redis db 3, fault files   schedule_generator
+   redis-db7-8     Redis db 7 and 8 of the lab                                         redis_bull
+   redis-db9       Redis db 9 of the lab                                               redis_flush
+   security-lab    the lab's auth log and the security_breach gameday fault            security_breach
+   file:<name>     objects of the file's own (fixed ports, table and database names)   every other file
+   ==============  ==================================================================  ==============================
+
+   compose and alertmanager are one group (alert tests need both), tviews and pgbouncer are one group
+   (tview_emergency resets PgBouncer).
+
+2. A lock for the PostgreSQL cluster (pytest_runtest_protocol, only under xdist). Some tests see or change the
+   whole lab cluster: they compare pg_stat_activity of every database before and after (Lab.activity), terminate
+   or count every idle-in-transaction session of the scheduler database, flood max_connections, stop the cluster
+   (db_down), run lab.yml, or start twenty forks on twenty databases. They are listed in EXCLUSIVE and run ALONE:
+   they take the lock exclusively, every other test takes it shared (a readers-writer lock over flock, with a
+   turnstile so that an exclusive test is not starved). Their group only keeps their file together.
+
+Tests that use only objects of their own (own database names with the pid or a uuid, own containers, own ports,
+tmp_path, the worker's own INCIDENT_STORE_PATH) run freely. When unsure, a file goes into the group of the
+resource it may touch. A new file with shared objects: add it to RESOURCES (and EXCLUSIVE where it sees the whole
+cluster). ``pytest tests/integration --collect-only -q --xdist-groups`` prints the groups.
 """
 import collections
+import fcntl
+import hashlib
 import json
 import os
 import re
@@ -47,6 +101,208 @@ def pg18_port():
                 return line.split('=', 1)[1].strip().strip("'\"")
     pytest.fail('LAB_PG18_PORT missing from %s' % path)
     return None
+
+
+# ---------------------------------------------------------------- xdist groups and the cluster lock
+# file -> the shared lab objects its tests touch (see the module docstring's table)
+RESOURCES = {
+    'test_alert_dispatch.py': ('compose', 'alertmanager'),
+    'test_alert_lab_rulebook.py': ('compose', 'alertmanager'),
+    'test_alertmanager.py': ('alertmanager',),
+    'test_awx_jobs.py': ('tviews',),
+    'test_http_check.py': ('compose',),
+    'test_lab_gameday.py': ('compose', 'alertmanager'),
+    'test_pgbouncer.py': ('pgbouncer',),
+    'test_pgbouncer_playbook.py': ('pgbouncer',),
+    'test_playbook_services.py': ('compose',),
+    'test_redis_bull.py': ('redis-db7-8',),
+    'test_redis_flush.py': ('redis-db9',),
+    'test_schedule_generator.py': ('schedgen',),
+    'test_secrets_output.py': ('compose',),
+    'test_security_breach.py': ('security-lab',),
+    'test_service_info.py': ('compose',),
+    'test_service_lab_faults.py': ('compose',),
+    'test_service_pause.py': ('compose',),
+    'test_service_restart.py': ('compose',),
+    'test_service_rollback.py': ('compose',),
+    'test_service_scale.py': ('compose',),
+    'test_tview_emergency.py': ('tviews', 'pgbouncer'),
+    'test_tview_emergency_pg18.py': ('tviews',),
+    'test_tview_gameday.py': ('tviews',),
+    'test_tview_many_targets.py': ('tviews',),
+    'test_tview_modules.py': ('tviews',),
+    'test_tview_playbooks.py': ('tviews',),
+    'test_tview_restore.py': ('tviews',),
+}
+# file::test (the function's name, without parameters) -> its resources, instead of its file's
+TEST_RESOURCES = {
+    'test_alert_dispatch.py::test_check_mapped_alert_changes_nothing': ('tviews',),
+    'test_incident_monitor.py::test_the_lab_api_with_http_check': ('compose',),
+}
+# Tests that see or change the whole PostgreSQL cluster: run alone. A file name alone: every test of the file.
+EXCLUSIVE = frozenset([
+    'test_pg_backends.py',                 # terminates idle-in-transaction sessions of scheduler; Lab.activity()
+    'test_pg_activity_info.py',            # Lab.activity(); counts lock waiters and connections
+    'test_connection_pool_playbook.py',    # idle_in_transaction fault, terminates; Lab.activity()
+    'test_pgbouncer_playbook.py',          # Lab.activity(); ends the pool's sessions
+    'test_lab_gameday.py',                 # connection_flood (max_connections), terminate by name, lab.yml up
+    'test_awx_many_targets.py',            # twenty databases, twenty forks, sessions on each
+    'test_tview_many_targets.py',          # six databases and forks, sessions on each
+    'test_alert_dispatch.py::test_dispatcher_in_check_mode_runs_children_in_check',  # every idle-in-tx of scheduler
+    'test_awx_jobs.py::test_every_job_template_in_check_mode_changes_nothing',  # every playbook, 4 jobs at a time
+    'test_awx_jobs.py::test_check_then_run_job_remediates_and_feeds_the_timeline',  # idle_in_transaction fault
+    'test_collection_artifact.py::test_playbook_runs_from_the_installed_copy',  # Lab.activity()
+    'test_incident_timeline.py::test_gameday_fault_then_playbook_records_the_incident_and_its_timeline',
+    'test_incident_timeline.py::test_a_failed_run_records_the_failure_and_still_fails',
+    'test_playbook_services.py::test_database_down',  # db_down: the cluster stopped
+    'test_playbook_services.py::test_database_down_dumps_before_a_restart',
+    'test_service_lab_faults.py::test_db_down',
+])
+
+
+def _test_key(item):
+    return os.path.basename(str(item.fspath)), getattr(item, 'originalname', None) or item.name.split('[')[0]
+
+
+def is_exclusive(item):
+    filename, name = _test_key(item)
+    return filename in EXCLUSIVE or '%s::%s' % (filename, name) in EXCLUSIVE
+
+
+def resources_of(item):
+    filename, name = _test_key(item)
+    found = TEST_RESOURCES.get('%s::%s' % (filename, name))
+    if found is None:
+        found = RESOURCES.get(filename, ('file:%s' % filename[:-3],))
+    return found
+
+
+def xdist_groups(items):
+    """item -> group name: the resources used together by one test are merged (union-find), a group is one set."""
+    parent = {}
+
+    def find(node):
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    uses = [(item, resources_of(item)) for item in items]
+    for _item, used in uses:
+        for other in used[1:]:
+            parent[find(other)] = find(used[0])
+    members = collections.defaultdict(set)
+    for _item, used in uses:
+        for resource in used:
+            members[find(resource)].add(resource)
+    names = dict((root, '+'.join(sorted(found))) for root, found in members.items())
+    return dict((item, names[find(used[0])]) for item, used in uses)
+
+
+def pytest_addoption(parser):
+    parser.addoption('--xdist-groups', action='store_true', default=False,
+                     help='print the xdist group of every integration test (tests/integration/conftest.py)')
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which adds the group to the node id
+def pytest_collection_modifyitems(config, items):
+    mine = [item for item in items if os.path.dirname(str(item.fspath)) == os.path.dirname(__file__)]
+    groups = xdist_groups(mine)
+    for item in mine:
+        item.add_marker(pytest.mark.xdist_group(groups[item]))
+    if config.getoption('xdist_groups') and not os.environ.get('PYTEST_XDIST_WORKER'):
+        counts = collections.Counter(groups.values())
+        exclusive = collections.Counter(groups[item] for item in mine if is_exclusive(item))
+        lines = ['xdist groups of tests/integration (group: tests, of which run alone):']
+        lines += ['  %-36s %4d %4d' % (name, count, exclusive[name]) for name, count in sorted(counts.items())]
+        lines.append('  %-36s %4d %4d' % ('total', len(mine), sum(exclusive.values())))
+        config.get_terminal_writer().line('\n'.join(lines))
+
+
+class _GroupSuffix(object):
+    """The ``@group`` suffix of the node id that ``--dist loadgroup`` schedules by, on pytest >= 9.2 too.
+
+    pytest-xdist 3.8.0 sets ``item._nodeid``; pytest 9.2 keeps the node id in ``item._id`` (a NodeId), so that
+    assignment does nothing and every test would be scheduled on its own. After xdist's hook, this one adds the
+    suffix the same way where it is missing (a later xdist that sets it itself makes this a no-op).
+    """
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config, items):
+        if not getattr(config.option, 'loadgroup', False):
+            return
+        for item in items:
+            names = sorted(set(str(mark.args[0] if mark.args else mark.kwargs.get('name', 'default'))
+                               for mark in item.iter_markers('xdist_group')))
+            if not names:
+                continue
+            suffix = '@' + '_'.join(names)
+            if item.nodeid.endswith(suffix):
+                continue
+            if not hasattr(item, '_id'):  # pragma: no cover - pytest < 9.2: xdist's own hook did it
+                continue
+            from _pytest.nodeid import NodeId  # pylint: disable=import-outside-toplevel
+            item._id = NodeId.parse(item.nodeid + suffix)  # pylint: disable=protected-access
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_GroupSuffix(), 'incident-response-xdist-group-suffix')
+
+
+class ClusterLock(object):
+    """A readers-writer lock between the xdist workers of this lab (flock): shared, or exclusive for EXCLUSIVE."""
+
+    def __init__(self):
+        base = os.path.join(tempfile.gettempdir(), 'incident-response-test-locks-%d' % os.getuid())
+        os.makedirs(base, exist_ok=True)
+        tag = hashlib.sha1(os.path.realpath(LAB_DIR).encode()).hexdigest()[:12]
+        self.turnstile = open(os.path.join(base, '%s.turnstile' % tag), 'a')
+        self.main = open(os.path.join(base, '%s.cluster' % tag), 'a')
+
+    def acquire(self, exclusive):
+        fcntl.flock(self.turnstile, fcntl.LOCK_EX)
+        if exclusive:
+            fcntl.flock(self.main, fcntl.LOCK_EX)  # the turnstile stays held: no new shared holder meanwhile
+        else:
+            fcntl.flock(self.main, fcntl.LOCK_SH)
+            fcntl.flock(self.turnstile, fcntl.LOCK_UN)
+
+    def release(self, exclusive):
+        fcntl.flock(self.main, fcntl.LOCK_UN)
+        if exclusive:
+            fcntl.flock(self.turnstile, fcntl.LOCK_UN)
+
+
+_CLUSTER_LOCK = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):  # pylint: disable=unused-argument
+    """Under xdist: setup, call and teardown of a test inside the cluster lock (module fixtures included)."""
+    if not os.environ.get('PYTEST_XDIST_WORKER') or os.path.dirname(str(item.fspath)) != os.path.dirname(__file__):
+        yield
+        return
+    if not _CLUSTER_LOCK:
+        _CLUSTER_LOCK.append(ClusterLock())
+    exclusive = is_exclusive(item)
+    _CLUSTER_LOCK[0].acquire(exclusive)
+    _trace_lock('start', exclusive, item)
+    try:
+        yield
+    finally:
+        _trace_lock('end', exclusive, item)
+        _CLUSTER_LOCK[0].release(exclusive)
+
+
+def _trace_lock(what, exclusive, item):
+    """INCIDENT_TEST_LOCK_TRACE=FILE: one line per test start and end under the lock (to check who ran alone)."""
+    path = os.environ.get('INCIDENT_TEST_LOCK_TRACE')
+    if path:
+        with open(path, 'a') as handle:
+            mode = 'exclusive' if exclusive else 'shared'
+            worker = os.environ.get('PYTEST_XDIST_WORKER')
+            handle.write('%.3f %s %s %s %s\n' % (time.time(), worker, what, mode, item.nodeid))
 
 
 @pytest.fixture(scope='session')
@@ -370,19 +626,24 @@ class Engine(object):
         found = self.containers('api')
         return len(found) == 1 and found[0].attrs['State'].get('Health', {}).get('Status') == 'healthy'
 
+    def normal(self, workers=2):
+        """The lab's normal: `workers` workers and one scheduler running, api healthy (nothing paused)."""
+        return self.states('worker') == ['running'] * workers and self.api_healthy() and \
+            self.states('scheduler') == ['running']
+
     def restore(self, workers=2, timeout=90):
         """Back to the lab's normal: nothing paused, every service up, `workers` workers, api healthy."""
+        if self.normal(workers):
+            return  # already there: no docker-compose run (two per test of the lab_project fixture)
         for container in self.containers():
             if container.status == 'paused':
                 container.unpause()
         self.compose('up', '--detach', '--no-recreate', '--scale', 'worker=%d' % workers)
         deadline = time.time() + timeout
         while time.time() < deadline:
-            workers_now = self.states('worker')
-            if workers_now == ['running'] * workers and self.api_healthy() and \
-                    self.states('scheduler') == ['running']:
+            if self.normal(workers):
                 return
-            time.sleep(1)
+            time.sleep(0.5)
         raise AssertionError('the lab did not come back: workers %s, api healthy %s'
                              % (self.states('worker'), self.api_healthy()))
 

@@ -12,7 +12,7 @@ def fresh_heartbeats(lab, seconds=20):
     return sorted(row[0] for row in rows)
 
 
-def wait_for(predicate, timeout=60, sleep=1):
+def wait_for(predicate, timeout=60, sleep=0.5):
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = predicate()
@@ -25,12 +25,13 @@ def wait_for(predicate, timeout=60, sleep=1):
 def test_each_running_worker_sends_real_heartbeats(lab, lab_project):
     ids = sorted('worker-%s' % c.id[:12] for c in lab_project.containers('worker'))
     assert wait_for(lambda: fresh_heartbeats(lab) == ids, timeout=20), (fresh_heartbeats(lab), ids)
-    before = dict(lab.query('SELECT worker_id, processed_count FROM worker_heartbeat WHERE worker_id = ANY(%s)',
-                            (ids,)))
-    time.sleep(6)
-    after = dict(lab.query('SELECT worker_id, processed_count FROM worker_heartbeat WHERE worker_id = ANY(%s)',
-                           (ids,)))
-    assert all(after[i] > before[i] for i in ids), (before, after)
+
+    def counts():
+        return dict(lab.query('SELECT worker_id, processed_count FROM worker_heartbeat WHERE worker_id = ANY(%s)',
+                              (ids,)))
+    before = counts()
+    # every worker beats each LOOP_INTERVAL (5 s): polled, not a fixed sleep of one interval and a margin
+    assert wait_for(lambda: all(counts()[i] > before[i] for i in ids), timeout=20), (before, counts())
 
 
 def test_workers_down_stops_heartbeats_and_clear_brings_them_back(gameday, lab, lab_project):
