@@ -25,7 +25,7 @@ __metaclass__ = type
 import json
 
 from ansible_collections.incident.response.plugins.module_utils._common import duration_param
-from ansible_collections.incident.response.plugins.module_utils._incident import SEVERITIES, SEVERITY
+from ansible_collections.incident.response.plugins.module_utils._incident_core import SEVERITIES, SEVERITY
 from ansible_collections.incident.response.plugins.module_utils._postgres import MAX_PG_TIMEOUT, describe_target
 
 try:

@@ -274,7 +274,7 @@ from ansible_collections.incident.response.plugins.module_utils._common import (
     regex_param,
     remediation_result,
 )
-from ansible_collections.incident.response.plugins.module_utils._incident import IncidentError, validate_incident_id
+from ansible_collections.incident.response.plugins.module_utils._incident_core import IncidentError, validate_incident_id
 from ansible_collections.incident.response.plugins.module_utils._postgres import (
     IDLE_IN_TRANSACTION_STATES,
     BackendCriteria,
