@@ -252,6 +252,10 @@ def main():
         info_runs = [('tview_info', info, env), ('assessment via psql', assessment, env)]
         if generic_env:
             info_runs.append(('generic assessment (postgresql_query)', generic_info, generic_env))
+        # the floor: ansible-playbook's own start and one debug task (what "SQL + 2 s" leaves to everything else)
+        info_runs.append(('floor: ansible-playbook, one debug task', [
+            os.path.join(BIN, 'ansible-playbook'), '-i', os.path.join(ROOT, 'inventory/lab.yml'),
+            os.path.join(ROOT, 'benchmarks/tviews/floor_playbook.yml')], env))
         for name, cmd, run_env in info_runs:
             times, cpu = [], []
             for _attempt in range(max(1, args.repeat)):
@@ -314,6 +318,9 @@ def report(args, results):
         print('%-50s %7.2fs %7.2fs %8s | %7.2fs %7.2fs %8s | %9s %9s %9s | %7.0f  %s' % (
             label, o, q, '%7.2fs' % g if g else '-', oc, qc, '%7.2fs' % gc if gc else '-', ratio(o, q),
             ratio(o, g) if g else '-', ratio(oc, gc) if gc else '-', PEAK_RSS[ours], goal))
+    floor = 'floor: ansible-playbook, one debug task'
+    print('%-50s %7.2fs %8s %8s | %7.2fs   (ansible-playbook\'s own start on this machine, no module)'
+          % ('ansible-playbook floor (one debug task)', results[floor], '-', '-', CPU[floor]))
     print('(cpu: CPU seconds of the command and its children, user + system: the machine is shared, wall times swing; '
           'SQL: the runbook\'s own SQL in psql; generic: the same steps as community.postgresql.postgresql_query '
           'tasks; vs: project / other)')
