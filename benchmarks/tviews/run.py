@@ -18,8 +18,11 @@ TVIEW refreshes held by roles/gameday/files/hold_sessions.py), it times:
      -e approve=true against the runbook's SQL again, with the controller's peak RSS (goals: the SQL's time + 2 s,
      under 300 MB; --no-large skips it).
 
-With --repeat N each timed command runs N times, each on fresh data, and the median is printed (the machine is
-shared: one run is noisy). It prints every time and the ratios. Not a test: nothing is asserted. The runbook's cancel (query LIKE '%tview%'
+With --generic-collections (scripts/benchmark.sh passes community.postgresql 4.2.0) each size also runs the same
+steps as plain community.postgresql.postgresql_query tasks (generic_playbook.yml; for tview_info the assessment query
+as one postgresql_query call), and floor_playbook.yml gives ansible-playbook's own start. With --repeat N each timed
+command runs N times, each on fresh data, and the median is printed (the machine is shared: one run is noisy). It
+ends with one table from the run: every time, CPU time, ratio and goal. Not a test: nothing is asserted. The runbook's cancel (query LIKE '%tview%'
 OR '%refresh%') is limited to the benchmark database so that it cannot touch other sessions of the lab.
 """
 
