@@ -328,5 +328,6 @@ def report(args, results):
           'SQL: the runbook\'s own SQL in psql; generic: the same steps as community.postgresql.postgresql_query '
           'tasks; vs: project / other)')
 
+
 if __name__ == '__main__':
     main()
