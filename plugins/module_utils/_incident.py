@@ -46,7 +46,7 @@ from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.incident.response.plugins.module_utils._common import redact
 # the severity mapping, the id rule and the error live in _incident_core (small, for the pg_tviews modules)
-from ansible_collections.incident.response.plugins.module_utils._incident_core import (  # noqa: F401 (re-exported)
+from ansible_collections.incident.response.plugins.module_utils._incident_core import (  # noqa: F401 pylint: disable=unused-import
     ID_RE,
     SEVERITIES,
     SEVERITY,
