@@ -45,23 +45,42 @@ except ImportError:  # pragma: no cover
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.incident.response.plugins.module_utils._common import redact
+# the severity mapping, the id rule and the error live in _incident_core (small, for the pg_tviews modules)
+from ansible_collections.incident.response.plugins.module_utils._incident_core import (  # noqa: F401 pylint: disable=unused-import
+    ID_RE,
+    SEVERITIES,
+    SEVERITY,
+    IncidentError,
+    validate_incident_id,
+)
 
-try:
-    import psycopg2
-    import psycopg2.extras
-    from psycopg2 import sql as pgsql
-    HAS_PSYCOPG2 = True
-except ImportError:
-    psycopg2 = None
-    pgsql = None
-    HAS_PSYCOPG2 = False
+# psycopg2 is imported by the PostgreSQL store when it is first used: the files store (and the timeline callback,
+# and every module start of the incident modules on it) never pays for the import.
+psycopg2 = None
+pgsql = None
+HAS_PSYCOPG2 = None  # not tried yet
+
+
+def _load_psycopg2():
+    """Import psycopg2 once; True when it is there."""
+    global psycopg2, pgsql, HAS_PSYCOPG2  # pylint: disable=global-statement
+    if HAS_PSYCOPG2 is None:
+        try:
+            import psycopg2  # pylint: disable=redefined-outer-name,import-outside-toplevel
+            import psycopg2.extensions  # pylint: disable=import-outside-toplevel
+            import psycopg2.extras  # pylint: disable=import-outside-toplevel
+            from psycopg2 import sql as pgsql  # pylint: disable=import-outside-toplevel
+            HAS_PSYCOPG2 = True
+        except ImportError:
+            HAS_PSYCOPG2 = False
+    return HAS_PSYCOPG2
+
 
 DEFAULT_STORE_PATH = '/var/tmp/incident-response/incidents'
 DEFAULT_SCHEMA = 'incident_response'
 DEFAULT_STORE_TIMEOUT = 10
 
 ID_PREFIX = 'INC'
-ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
 GENERATED_ID_RE = re.compile(r'^INC-(\d{4}-\d{2}-\d{2})-(\d{3,})$')
 SCHEMA_RE = re.compile(r'^[a-z_][a-z0-9_]{0,62}$')
 
@@ -95,103 +114,15 @@ SECRET_KEY_RE = re.compile(r'(passw|secret|token|api_?key|webhook_url|routing_ke
                            r'credential|private_key|dsn|cookie|session_key)', re.IGNORECASE)
 
 # ---------------------------------------------------------------------------------------------------------
-# Severity: the one mapping (docs/incident-record.md has the same table, for people)
+# Severity: the one mapping is SEVERITY (in _incident_core; docs/incident-record.md has the same table, for people)
 # ---------------------------------------------------------------------------------------------------------
 
-# Per level: the canonical values (the strictest of the runbooks, used when the runbook is unknown),
-# each runbook's own name for the level and its own values, and the escalation rules.
-# Times are minutes; None = the runbook sets none. `audience`: executive | management | team | document.
-# Escalation rule `when`: 'declared' (at once), 'unmitigated' (times.mitigated still null),
-# 'unresolved' (times.resolved still null), 'root_cause_unknown' (root_cause still empty).
-SEVERITY = {
-    'SEV1': dict(
-        name='critical', priority='P0', response_minutes=5, resolution_minutes=30, update_minutes=15,
-        audience='executive',
-        runbooks=dict(
-            pg_tviews=dict(label='SEV 1', response_minutes=15, resolution_minutes=None, update_minutes=15,
-                           audience='executive',
-                           escalation=[dict(when='unresolved', after_minutes=15, to='team lead', level=1),
-                                       dict(when='unresolved', after_minutes=60, to='department manager', level=2),
-                                       dict(when='unresolved', after_minutes=240, to='executive leadership',
-                                            level=3)]),
-            schedule_generator=dict(label='SEV-1', priority='P1', response_minutes=5, resolution_minutes=60,
-                                    update_minutes=15, audience='executive',
-                                    escalation=[dict(when='declared', after_minutes=0,
-                                                     to='engineering lead and product owner', level=1),
-                                                dict(when='root_cause_unknown', after_minutes=15,
-                                                     to='engineering lead', level=1)]),
-            task_scheduler=dict(label='P0', priority='P0', response_minutes=5, resolution_minutes=30,
-                                update_minutes=15, audience='executive',
-                                escalation=[dict(when='unmitigated', after_minutes=15, to='all hands', level=1),
-                                            dict(when='root_cause_unknown', after_minutes=15, to='all hands',
-                                                 level=1)]),
-            insights=dict(label='P1', priority='P1', response_minutes=15, resolution_minutes=None,
-                          update_minutes=30, audience='management', escalation=[]),
-        )),
-    'SEV2': dict(
-        name='high', priority='P1', response_minutes=15, resolution_minutes=120, update_minutes=30,
-        audience='management',
-        runbooks=dict(
-            pg_tviews=dict(label='SEV 2', response_minutes=60, resolution_minutes=None, update_minutes=30,
-                           audience='management',
-                           escalation=[dict(when='unresolved', after_minutes=60, to='team lead', level=1),
-                                       dict(when='unresolved', after_minutes=240, to='department manager',
-                                            level=2)]),
-            schedule_generator=dict(label='SEV-2', priority='P2', response_minutes=15, resolution_minutes=240,
-                                    update_minutes=30, audience='management',
-                                    escalation=[dict(when='unresolved', after_minutes=30, to='engineering lead',
-                                                     level=1),
-                                                dict(when='root_cause_unknown', after_minutes=15,
-                                                     to='engineering lead', level=1)]),
-            task_scheduler=dict(label='P1', priority='P1', response_minutes=15, resolution_minutes=120,
-                                update_minutes=30, audience='management',
-                                escalation=[dict(when='unresolved', after_minutes=30, to='technical leads',
-                                                 level=1)]),
-            insights=dict(label='P2', priority='P2', response_minutes=60, resolution_minutes=None,
-                          update_minutes=30, audience='team', escalation=[]),
-        )),
-    'SEV3': dict(
-        name='medium', priority='P2', response_minutes=30, resolution_minutes=480, update_minutes=60,
-        audience='team',
-        runbooks=dict(
-            pg_tviews=dict(label='SEV 3', response_minutes=240, resolution_minutes=None, update_minutes=60,
-                           audience='team',
-                           escalation=[dict(when='unresolved', after_minutes=240, to='team lead', level=1)]),
-            schedule_generator=dict(label='SEV-3', priority='P3', response_minutes=60, resolution_minutes=1440,
-                                    update_minutes=120, audience='team',
-                                    escalation=[dict(when='root_cause_unknown', after_minutes=15,
-                                                     to='engineering lead', level=1)]),
-            task_scheduler=dict(label='P2', priority='P2', response_minutes=30, resolution_minutes=480,
-                                update_minutes=None, audience='team',
-                                escalation=[dict(when='unresolved', after_minutes=120, to='operations team',
-                                                 level=1)]),
-            insights=dict(label='P3', priority='P3', response_minutes=240, resolution_minutes=None,
-                          update_minutes=None, audience='document', escalation=[]),
-        )),
-    'SEV4': dict(
-        name='low', priority='P3', response_minutes=120, resolution_minutes=1440, update_minutes=None,
-        audience='document',
-        runbooks=dict(
-            pg_tviews=dict(label='SEV 4', response_minutes=1440, resolution_minutes=None, update_minutes=None,
-                           audience='document',
-                           escalation=[dict(when='unresolved', after_minutes=1440, to='team lead', level=1)]),
-            schedule_generator=dict(label='SEV-4', priority='P4', response_minutes=1440, resolution_minutes=10080,
-                                    update_minutes=None, audience='document', escalation=[]),
-            task_scheduler=dict(label='P3', priority='P3', response_minutes=120, resolution_minutes=1440,
-                                update_minutes=None, audience='document', escalation=[]),
-        )),
-}
-SEVERITIES = ('SEV1', 'SEV2', 'SEV3', 'SEV4')
 # The P scale of each runbook: which P number is SEV1. The canonical scale is the task scheduler's.
 PRIORITY_SCALES = dict(task_scheduler=0, canonical=0, pg_tviews=0, schedule_generator=1, insights=1)
 SCALE_LEVELS = dict(task_scheduler=4, canonical=4, pg_tviews=4, schedule_generator=4, insights=3)
 SEVERITY_NAMES = dict(critical='SEV1', high='SEV2', medium='SEV3', low='SEV4')
 _SEV_RE = re.compile(r'^\s*sev(?:erity)?\s*[-_ ]?\s*([1-4])\s*$', re.IGNORECASE)
 _P_RE = re.compile(r'^\s*p\s*[-_ ]?\s*([0-9])\s*$', re.IGNORECASE)
-
-
-class IncidentError(Exception):
-    """What an operator can cause: one clear message, never a traceback."""
 
 
 class ConflictError(IncidentError):
@@ -279,17 +210,6 @@ def severity_policy(severity, system=None):
 # ---------------------------------------------------------------------------------------------------------
 # Ids, times, redaction
 # ---------------------------------------------------------------------------------------------------------
-
-def validate_incident_id(value):
-    """Return the id unchanged, or raise IncidentError: 1-64 of [A-Za-z0-9._-], first alphanumeric, no '..'."""
-    if value is None or not isinstance(value, str) or value == '':
-        raise IncidentError('incident id must be a non-empty string, got %r' % (value,))
-    if '..' in value or '/' in value or '\\' in value or not ID_RE.match(value):
-        shown = value if len(value) <= 80 else value[:77] + '...'
-        raise IncidentError('invalid incident id %r: use 1-64 characters of A-Z a-z 0-9 . _ -, starting with a '
-                            'letter or digit, without "/" or ".."' % shown)
-    return value
-
 
 def format_id(day, number):
     return '%s-%s-%03d' % (ID_PREFIX, day, number)
@@ -1005,7 +925,7 @@ class PgStore(Store):
 
     def __init__(self, dsn=None, schema=DEFAULT_SCHEMA, secrets=(), timeout=DEFAULT_STORE_TIMEOUT):
         super(PgStore, self).__init__(secrets, timeout)
-        if not HAS_PSYCOPG2:
+        if not _load_psycopg2():
             raise IncidentError('the PostgreSQL incident store needs psycopg2 (or psycopg2-binary) on the host that '
                                 'runs the module (the controller with delegate_to: localhost)')
         schema = schema or DEFAULT_SCHEMA

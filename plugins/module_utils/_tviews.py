@@ -25,7 +25,7 @@ __metaclass__ = type
 import json
 
 from ansible_collections.incident.response.plugins.module_utils._common import duration_param
-from ansible_collections.incident.response.plugins.module_utils._incident import SEVERITIES, SEVERITY
+from ansible_collections.incident.response.plugins.module_utils._incident_core import SEVERITIES, SEVERITY
 from ansible_collections.incident.response.plugins.module_utils._postgres import MAX_PG_TIMEOUT, describe_target
 
 try:
@@ -275,6 +275,19 @@ WHERE attrelid = pg_catalog.to_regclass('pg_tviews_queue') AND attnum > 0 AND NO
             ' RETURNING {cols}) INSERT INTO {archive} ({cols}, incident_id, archived_at) '
             'SELECT {cols}, %s, now() FROM moved').format(cols=cols, archive=self.archive)
         return self.client.execute(statement, params + [incident_id])
+
+    def move_to_archive_copy(self, incident_id):
+        """The archive-then-clear as one ``COPY (...) TO STDOUT`` statement and its parameters: the rows moved are
+        streamed out as they are moved (CSV with a header, in the order they were moved), in one pass over the queue
+        (no second scan of the archive, no sort). The COPY's row count is the number of rows moved."""
+        where, params = self.filter('AND')
+        cols = self.column_list()
+        statement = pgsql.SQL(
+            'COPY (WITH moved AS (DELETE FROM {queue} WHERE processed_at IS NULL').format(queue=self.queue) + where + \
+            pgsql.SQL(' RETURNING {cols}) INSERT INTO {archive} ({cols}, incident_id, archived_at) '
+                      'SELECT {cols}, %s, now() FROM moved RETURNING {cols}) TO STDOUT WITH (FORMAT csv, HEADER)'
+                      ).format(cols=cols, archive=self.archive)
+        return statement, params + [incident_id]
 
     def move_back(self, incident_id):
         where, params = self.filter('AND')

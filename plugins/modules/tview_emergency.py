@@ -274,7 +274,7 @@ from ansible_collections.incident.response.plugins.module_utils._common import (
     regex_param,
     remediation_result,
 )
-from ansible_collections.incident.response.plugins.module_utils._incident import IncidentError, validate_incident_id
+from ansible_collections.incident.response.plugins.module_utils._incident_core import IncidentError, validate_incident_id
 from ansible_collections.incident.response.plugins.module_utils._postgres import (
     IDLE_IN_TRANSACTION_STATES,
     BackendCriteria,
@@ -757,16 +757,12 @@ def main():
             actions.append(make_action('cancel', 'pid %s' % row['pid'], dict(
                 usename=row['usename'], application_name=row['application_name'],
                 query=session_view(row)['query']), done=bool(ok), error=None if ok else 'backend had already ended'))
-        # 2. archive then clear the queue; the rows moved are the evidence file queue.csv
+        # 2. archive then clear the queue; the rows moved are the evidence file queue.csv, streamed by the same
+        # statement that moves them (one pass over the queue: the runbook's DELETE plus the archive's INSERT)
         if proto.contract != EXTENSION and plan['pending']['count']:
             proto.queue.ensure_archive()
-            archived = proto.queue.move_to_archive(p['incident_id'])
-            cols = proto.queue.column_list()
             try:
-                evidence.copy(client, 'queue.csv', pgsql.SQL(
-                    'COPY (SELECT {cols} FROM {archive} WHERE incident_id = %s AND archived_at = now() '
-                    'AND restored_at IS NULL ORDER BY 1) TO STDOUT WITH (FORMAT csv, HEADER)').format(
-                        cols=cols, archive=proto.queue.archive), [p['incident_id']])
+                archived = evidence.copy(client, 'queue.csv', *proto.queue.move_to_archive_copy(p['incident_id']))['rows']
             except OSError as exc:
                 client.fail('cannot write the evidence under %s: %s; nothing was changed' % (evidence.path, exc))
             actions.append(make_action('archive_and_clear', 'pg_tviews_queue', dict(
