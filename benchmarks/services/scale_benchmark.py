@@ -99,6 +99,10 @@ def main():
     parser.add_argument('--project', default='scalebench',
                         help='the compose project of the benchmark (never one of the lab)')
     parser.add_argument('--max-ratio', type=float, help='exit 1 when the median ratio is above this')
+    parser.add_argument('--compare-collections', metavar='PATH',
+                        help='also time service_scale from another copy of the collection (a collections path '
+                             'holding ansible_collections/incident/response, e.g. an earlier commit): before/after '
+                             'figures in the same rounds')
     args = parser.parse_args()
     env = dict(os.environ)
     for key in ('LAB_COMPOSE_FILE', 'DOCKER_HOST'):
@@ -125,11 +129,12 @@ def main():
                               '--filter', 'status=running'], env=env, capture_output=True, text=True, check=True)
         return len(out.stdout.split())
 
-    def module(replicas):
+    def module(replicas, collections=None):
         module_args = dict(project=args.project, service=SERVICE, replicas=replicas,
                            max_replicas=max(args.high, 20), wait_timeout=300)
-        return [ansible, 'localhost', '-i', inventory, '-m', 'incident.response.service_scale',
-                '-a', json.dumps(module_args)]
+        cmd = [ansible, 'localhost', '-i', inventory, '-m', 'incident.response.service_scale',
+               '-a', json.dumps(module_args)]
+        return ['env', 'ANSIBLE_COLLECTIONS_PATH=%s' % collections] + cmd if collections else cmd
 
     def cli(replicas):
         return base + ['up', '--detach', '--no-deps', '--no-recreate', '--scale', '%s=%d' % (SERVICE, replicas),
@@ -142,8 +147,11 @@ def main():
             raise Failed('%s to %d: %d workers run afterwards' % (name, replicas, found))
         return elapsed
 
-    results = {'service_scale': [], 'compose CLI': []}
-    cpu = {'service_scale': [], 'compose CLI': []}
+    contenders = [('service_scale', module), ('compose CLI', cli)]
+    if args.compare_collections:
+        contenders.append(('compared', lambda replicas: module(replicas, os.path.abspath(args.compare_collections))))
+    results = dict((name, []) for name, _build in contenders)
+    cpu = dict((name, []) for name, _build in contenders)
     startup = []
     load_before = load_average()
     status = 0
@@ -156,8 +164,7 @@ def main():
         ping = [ansible, 'localhost', '-i', inventory, '-m', 'ansible.builtin.ping']
         for index in range(args.rounds):
             startup.append(run(ping, env, 'ansible ping')[0])
-            order = (('service_scale', module), ('compose CLI', cli))
-            for name, build in (order if index % 2 == 0 else order[::-1]):
+            for name, build in (contenders if index % 2 == 0 else contenders[::-1]):
                 up = timed(name, build, args.high)
                 down = timed(name, build, args.low)
                 results[name].append(up + down)
@@ -183,12 +190,21 @@ def main():
           'ratio %.2f (goal %.1fx: %s)' % (args.rounds, args.low, args.high, args.low, module_median,
                                           ' '.join(compose), cli_median, ratio, GOAL,
                                           'met' if ratio <= GOAL else 'NOT met'))
-    cpu_module = statistics.median([a + b for a, b in zip(cpu['service_scale'][::2], cpu['service_scale'][1::2])])
-    cpu_cli = statistics.median([a + b for a, b in zip(cpu['compose CLI'][::2], cpu['compose CLI'][1::2])])
-    print('CPU seconds of the client processes (the engine\'s own work not counted; what load cannot stretch): '
-          'service_scale %.2fs, compose CLI %.2fs' % (cpu_module, cpu_cli))
-    print('ansible ad hoc start-up (ansible.builtin.ping) %.2fs per run, two runs per round; load average before '
-          '%s, after %s' % (statistics.median(startup), load_before, load_average()))
+    cpu_median = dict((name, statistics.median([a + b for a, b in zip(values[::2], values[1::2])]))
+                      for name, values in cpu.items())
+    print('CPU seconds of the client processes per round (the engine\'s own work not counted; what load cannot '
+          'stretch): service_scale %.2fs, compose CLI %.2fs, ratio %.2f' % (
+              cpu_median['service_scale'], cpu_median['compose CLI'],
+              cpu_median['service_scale'] / cpu_median['compose CLI']))
+    if args.compare_collections:
+        compared = statistics.median(results['compared'])
+        print('compared (%s): %.2fs, ratio %.2f, CPU %.2fs' % (args.compare_collections, compared,
+                                                             compared / cli_median, cpu_median['compared']))
+    floor = statistics.median(startup)
+    print('ansible ad hoc start-up (ansible.builtin.ping) %.2fs per run, two runs per round: service_scale less '
+          'two start-ups %.2fs, ratio %.2f; load average before %s, after %s' % (
+              floor, module_median - 2 * floor, (module_median - 2 * floor) / cli_median, load_before,
+              load_average()))
     if args.max_ratio is not None and ratio > args.max_ratio:
         return 1
     return 0

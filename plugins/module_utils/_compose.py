@@ -223,7 +223,8 @@ class ComposeBackend(ServiceBackend):
         # waiter's wake-up (wait_for_change) asks for the engine's events since then.
         self._last_read = {}
         try:
-            self.client = docker.DockerClient(base_url=self.docker_host, timeout=self.timeout)
+            # As many pooled connections as the scale path has threads (16), so that none is opened twice.
+            self.client = docker.DockerClient(base_url=self.docker_host, timeout=self.timeout, max_pool_size=16)
             self.client.ping()
         except (ValueError, TypeError) as exc:
             # urllib's parsing of the URL: tcp://h:notaport, a port out of range, a broken IPv6 address.
