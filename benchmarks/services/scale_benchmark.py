@@ -187,9 +187,9 @@ def main():
     ratio = module_median / cli_median
     print('')
     print('median of %d rounds, %d -> %d -> %d, the wait included: service_scale %.2fs, compose CLI (%s) %.2fs, '
-          'ratio %.2f (goal %.1fx: %s)' % (args.rounds, args.low, args.high, args.low, module_median,
-                                          ' '.join(compose), cli_median, ratio, GOAL,
-                                          'met' if ratio <= GOAL else 'NOT met'))
+          'ratio %.2f (goal %.1fx: %s)' % (
+              args.rounds, args.low, args.high, args.low, module_median, ' '.join(compose), cli_median, ratio, GOAL,
+              'met' if ratio <= GOAL else 'NOT met'))
     cpu_median = dict((name, statistics.median([a + b for a, b in zip(values[::2], values[1::2])]))
                       for name, values in cpu.items())
     print('CPU seconds of the client processes per round (the engine\'s own work not counted; what load cannot '
@@ -198,8 +198,8 @@ def main():
               cpu_median['service_scale'] / cpu_median['compose CLI']))
     if args.compare_collections:
         compared = statistics.median(results['compared'])
-        print('compared (%s): %.2fs, ratio %.2f, CPU %.2fs' % (args.compare_collections, compared,
-                                                             compared / cli_median, cpu_median['compared']))
+        print('compared (%s): %.2fs, ratio %.2f, CPU %.2fs' % (
+            args.compare_collections, compared, compared / cli_median, cpu_median['compared']))
     floor = statistics.median(startup)
     print('ansible ad hoc start-up (ansible.builtin.ping) %.2fs per run, two runs per round: service_scale less '
           'two start-ups %.2fs, ratio %.2f; load average before %s, after %s' % (

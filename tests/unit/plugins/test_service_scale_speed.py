@@ -11,6 +11,7 @@ import pytest
 from ansible_collections.incident.response.plugins.module_utils import _compose
 from ansible_collections.incident.response.plugins.module_utils._common import wait_until
 
+
 def test_a_compose_run_never_imports_the_kubernetes_client():
     """The argument spec of the service modules (both backends' options) is built without importing the
     kubernetes package: it costs more CPU than the rest of a Compose run's imports."""
