@@ -31,6 +31,8 @@ from ansible_collections.incident.response.plugins.module_utils._common import B
 # imports together (about 0.5 s of CPU), so a run with platform=compose never pays for it.
 HAS_KUBERNETES = None  # None: not tried yet; then True or False
 KUBERNETES_IMPORT_ERROR = None
+kubernetes = None  # the package, once load_kubernetes() has imported it
+urllib3 = None
 
 
 class ApiException(Exception):  # pylint: disable=function-redefined
@@ -54,13 +56,6 @@ def load_kubernetes():
             KUBERNETES_IMPORT_ERROR = traceback.format_exc()
             HAS_KUBERNETES = False
     return HAS_KUBERNETES
-
-
-def __getattr__(name):
-    """``_k8s_client.kubernetes`` (and ``urllib3``) from outside, imported on first access."""
-    if name in ('kubernetes', 'urllib3') and load_kubernetes():
-        return globals()[name]
-    raise AttributeError('module %r has no attribute %r' % (__name__, name))
 
 
 SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount'

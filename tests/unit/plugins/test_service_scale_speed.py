@@ -60,8 +60,7 @@ class FakeStream(object):
         time.sleep(self.delay)
         if self.block:
             self.closed.wait(30)
-        for event in self.events:
-            yield event
+        yield from self.events
 
     def close(self):
         self.closed.set()
