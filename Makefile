@@ -154,7 +154,7 @@ test-k8s: setup ## Kubernetes tests: the real cluster of $KUBECONFIG when set, e
 	fi; \
 	$(call pytest,tests/integration/test_service_kubernetes.py)
 
-benchmark: setup ## pg_tviews emergency path vs runbook SQL and a generic community.postgresql playbook (needs the lab)
+benchmark: setup ## pg_tviews emergency path vs runbook SQL and a generic community.postgresql playbook, then service_scale vs the Compose CLI (needs the lab)
 	cd "$(ROOT)" && bash scripts/benchmark.sh
 
 benchmark-tviews: setup ## pg_tviews: emergency_disable.yml and tview_info vs the runbook's SQL (needs the lab; not part of make test)

@@ -21,5 +21,11 @@ fi
 LAB_ENV="${LAB_DIR:-/var/lib/incident-response-lab}/lab.env"
 [ -f "$LAB_ENV" ] || { echo "benchmark: $LAB_ENV not found: the lab must be up" >&2; exit 1; }
 set -a; . "$LAB_ENV"; set +a
+status=0
 # shellcheck disable=SC2086 # BENCHMARK_ARGS holds several words on purpose
-exec "$PY" benchmarks/tviews/run.py --generic-collections "$COLL" ${BENCHMARK_ARGS:-}
+"$PY" benchmarks/tviews/run.py --generic-collections "$COLL" ${BENCHMARK_ARGS:-} || status=$?
+# Services (issue 9): service_scale 2 -> 20 -> 2 against the Compose CLI, on a Compose project of its own
+# (scalebench, never the lab's workers). Runs whatever the tviews status was; the script fails when either failed.
+# shellcheck disable=SC2086 # SERVICES_BENCHMARK_ARGS holds several words on purpose
+"$PY" benchmarks/services/scale_benchmark.py ${SERVICES_BENCHMARK_ARGS:-} || status=$?
+exit "$status"

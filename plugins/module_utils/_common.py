@@ -436,14 +436,17 @@ def regex_param(module, name, value=_UNSET, allow_empty=False, flags=0, max_inpu
     return BoundedRegex(module, name, compiled, max_input, timeout)
 
 
-def wait_until(predicate, timeout, sleep):
+def wait_until(predicate, timeout, sleep, pause=None):
     """Poll ``predicate`` until it returns a truthy value or ``timeout`` seconds pass.
 
     Returns ``(satisfied, elapsed_seconds, last_value)``. The one waiter behind the
-    ``wait``/``wait_timeout``/``wait_sleep`` options of every module.
+    ``wait``/``wait_timeout``/``wait_sleep`` options of every module. ``pause(seconds)``, when given,
+    replaces the sleep between two polls: it may return early (a backend that hears of a change), never
+    later than ``seconds``.
     """
     start = time.monotonic()
     sleep = max(float(sleep), 0.1)
+    pause = pause or time.sleep
     while True:
         value = predicate()
         elapsed = time.monotonic() - start
@@ -451,7 +454,7 @@ def wait_until(predicate, timeout, sleep):
             return True, round(elapsed, 2), value
         if elapsed >= timeout:
             return False, round(elapsed, 2), value
-        time.sleep(min(sleep, max(timeout - elapsed, 0.1)))
+        pause(min(sleep, max(timeout - elapsed, 0.1)))
 
 
 def validate_wait_args(module):

@@ -58,6 +58,10 @@ HISTORY_DIR = '.incident-response'
 
 _STATES = ('running', 'exited', 'paused', 'restarting', 'created')
 
+# The engine events after which the waiter reads a service again at once (rather than after wait_sleep).
+_WAKE_EVENTS = ('create', 'start', 'restart', 'die', 'stop', 'kill', 'oom', 'destroy', 'pause', 'unpause',
+                'health_status')
+
 
 def compose_argument_spec():
     """The options of the Compose backend (documented in doc_fragments/compose.py)."""
@@ -214,8 +218,13 @@ class ComposeBackend(ServiceBackend):
         self._history_file = params.get('history_file')
         self._compose_cmd = None
         self._config_services = None
+        # The containers of the last read of each service (service()), with the time of that read: scale()
+        # acts on the read the plan was made from rather than listing and inspecting them all again, and the
+        # waiter's wake-up (wait_for_change) asks for the engine's events since then.
+        self._last_read = {}
         try:
-            self.client = docker.DockerClient(base_url=self.docker_host, timeout=self.timeout)
+            # As many pooled connections as the scale path has threads (16), so that none is opened twice.
+            self.client = docker.DockerClient(base_url=self.docker_host, timeout=self.timeout, max_pool_size=16)
             self.client.ping()
         except (ValueError, TypeError) as exc:
             # urllib's parsing of the URL: tcp://h:notaport, a port out of range, a broken IPv6 address.
@@ -365,7 +374,9 @@ class ComposeBackend(ServiceBackend):
 
     # ---------------------------------------------------------------- interface
     def service(self, name):
+        read_at = time.time()
         containers = self._require(name)
+        self._last_read[name] = (read_at, containers)
         now = datetime.datetime.now(datetime.timezone.utc)
         instances = sorted((instance_view(c.attrs, now) for c in containers), key=lambda i: (i['number'], i['name']))
         image = instances[0]['image'] if instances else None
@@ -389,13 +400,51 @@ class ComposeBackend(ServiceBackend):
         )
 
     def scale(self, name, replicas):
-        containers = self._require(name)
         if replicas < 0:
             raise BackendError('replicas must not be negative, got %s' % replicas)
+        # The read the plan was made from (a moment ago, in this run), else a new one.
+        containers = self._last_read.pop(name, (None, None))[1]
+        if containers is None:
+            containers = self._require(name)
         if self._scale_through_engine(name, containers, replicas):
             return
         self.run_compose(['up', '--detach', '--no-deps', '--no-recreate', '--scale', '%s=%d' % (name, replicas), name],
                          'scaling service %s of compose project %s to %d' % (name, self.project, replicas))
+
+    def wait_for_change(self, name, seconds):
+        """The waiter's pause between two reads of ``name``: at most ``seconds``, over as soon as the engine
+        reports an event of one of its containers since the last read (started, died, health status changed,
+        ...), so that a wait ends when the service is ready rather than at the next ``wait_sleep``. The events
+        are read in a thread that is left behind at the deadline: the pause never takes longer than
+        ``seconds``, whatever the engine does; when events cannot be read it is a plain sleep."""
+        since = self._last_read.get(name, (time.time(), None))[0]
+        woken = threading.Event()
+        streams = []
+        filters = dict(type=['container'], event=list(_WAKE_EVENTS),
+                       label=['%s=%s' % (LABEL_PROJECT, self.project), '%s=%s' % (LABEL_SERVICE, name)])
+
+        def listen():
+            try:
+                stream = self.client.api.events(since=round(since, 3), until=round(time.time() + seconds, 3),
+                                                filters=filters, decode=True)
+                streams.append(stream)
+                for _event in stream:
+                    break
+                else:
+                    return  # the engine ended the stream at ``until``: nothing happened
+                woken.set()
+            except Exception:  # pylint: disable=broad-except
+                pass  # no events (an old engine, a proxy that buffers): the pause is a plain sleep
+
+        thread = threading.Thread(target=listen)
+        thread.daemon = True
+        thread.start()
+        woken.wait(seconds)
+        for stream in streams:
+            try:
+                stream.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
 
     # ---------------------------------------------------------------- scale through the engine API
     def _scale_through_engine(self, name, containers, replicas):

@@ -26,20 +26,37 @@ from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.incident.response.plugins.module_utils._common import BackendError, redact
 
+# The client is imported on first use (load_kubernetes), not when this file is: the service modules ship the
+# Kubernetes backend with the Compose one, and importing the client takes longer than the rest of a Compose run's
+# imports together (about 0.5 s of CPU), so a run with platform=compose never pays for it.
+HAS_KUBERNETES = None  # None: not tried yet; then True or False
 KUBERNETES_IMPORT_ERROR = None
-try:
-    import kubernetes
-    import kubernetes.client
-    import kubernetes.config
-    from kubernetes.client.rest import ApiException
-    import urllib3
-    HAS_KUBERNETES = True
-except ImportError:
-    KUBERNETES_IMPORT_ERROR = traceback.format_exc()
-    HAS_KUBERNETES = False
+kubernetes = None  # the package, once load_kubernetes() has imported it
+urllib3 = None
 
-    class ApiException(Exception):  # pylint: disable=function-redefined
-        status = None
+
+class ApiException(Exception):  # pylint: disable=function-redefined
+    """Replaced by the client's own ApiException once the client is imported."""
+    status = None
+
+
+def load_kubernetes():
+    """Import the ``kubernetes`` client (once); True when it is installed."""
+    global HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR, ApiException, kubernetes, urllib3  # pylint: disable=global-statement
+    if HAS_KUBERNETES is None:
+        try:
+            import kubernetes  # pylint: disable=redefined-outer-name
+            import kubernetes.client
+            import kubernetes.config
+            from kubernetes.client.rest import ApiException as _ApiException
+            import urllib3  # pylint: disable=redefined-outer-name
+            ApiException = _ApiException
+            HAS_KUBERNETES = True
+        except ImportError:
+            KUBERNETES_IMPORT_ERROR = traceback.format_exc()
+            HAS_KUBERNETES = False
+    return HAS_KUBERNETES
+
 
 SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount'
 # Seconds one API request may take before it fails with a message naming the server.
@@ -65,7 +82,7 @@ def kubernetes_argument_spec():
 
 
 def ensure_kubernetes(module):
-    if not HAS_KUBERNETES:
+    if not load_kubernetes():
         module.fail_json(msg=missing_required_lib('kubernetes (the Kubernetes Python client)')
                          + ' It is needed on the host that runs the module (the target), not only on the controller.',
                          exception=KUBERNETES_IMPORT_ERROR)
@@ -97,6 +114,7 @@ def short_error(exc):
 
 def build_configuration(params):
     """A client Configuration from the module options (kubeconfig, host/api_key, or in-cluster)."""
+    load_kubernetes()
     cfg = kubernetes.client.Configuration()
     kubeconfig, context = params.get('kubeconfig'), params.get('context')
     host, api_key = params.get('host'), params.get('api_key')

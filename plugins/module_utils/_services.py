@@ -28,6 +28,7 @@ __metaclass__ = type
 
 import abc
 import re
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -104,6 +105,11 @@ class ServiceBackend(abc.ABC):
         ``partly``: something of a pause is left (a paused instance, a recorded replica count), so that
         unpausing has work to do.
         """
+
+    def wait_for_change(self, name, seconds):
+        """The waiter's pause between two reads of ``name``: ``seconds`` at most. A platform that can hear of a
+        change of the service (Docker's events) returns as soon as one happens; this default just sleeps."""
+        time.sleep(seconds)
 
     def is_paused(self, name):
         return self.pause_state(self.service(name))['paused']
@@ -252,7 +258,8 @@ def wait_for_service(module, backend, name, predicate):
         last['service'] = backend.service(name)
         return predicate(last['service'])
 
-    satisfied, elapsed, _value = wait_until(check, module.params['wait_timeout'], module.params['wait_sleep'])
+    satisfied, elapsed, _value = wait_until(check, module.params['wait_timeout'], module.params['wait_sleep'],
+                                            pause=lambda seconds: backend.wait_for_change(name, seconds))
     return satisfied, elapsed, last.get('service')
 
 

@@ -48,7 +48,7 @@ def test_guards_fail_closed_and_change_nothing(ansible, lab_env, lab_project):
     rc, result, out = ansible.module('service_scale', scale(lab_env, 3, current_replicas=5))
     assert_clean_failure(rc, result, out, 'precondition failed: service worker has 2 replicas, current_replicas says 5')
     rc, result, out = ansible.module('service_scale', dict(scale(lab_env, 3), service='nope'))
-    assert_clean_failure(rc, result, out, 'service nope not found in compose project taskscheduler')
+    assert_clean_failure(rc, result, out, 'service nope not found in compose project %s' % lab_env['LAB_COMPOSE_PROJECT'])
     rc, result, out = ansible.module('service_scale', dict(scale(lab_env, 3), project='no_such_project'))
     assert_clean_failure(rc, result, out, 'compose project no_such_project not found')
     rc, result, out = ansible.module('service_scale', dict(scale(lab_env, 3), docker_host='unix:///nonexistent.sock'))

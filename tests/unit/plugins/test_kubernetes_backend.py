@@ -74,6 +74,7 @@ def test_in_cluster_configuration_is_used_when_the_service_account_exists(monkey
     (tmp_path / 'namespace').write_text('insights\n')
     (tmp_path / 'ca.crt').write_text('-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n')
     monkeypatch.setattr(_k8s_client, 'SERVICE_ACCOUNT_DIR', str(tmp_path))
+    _k8s_client.load_kubernetes()
     monkeypatch.setattr(_k8s_client.kubernetes.config.incluster_config, 'SERVICE_TOKEN_FILENAME',
                         str(tmp_path / 'token'))
     monkeypatch.setattr(_k8s_client.kubernetes.config.incluster_config, 'SERVICE_CERT_FILENAME',
