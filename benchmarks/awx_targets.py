@@ -27,7 +27,8 @@ sys.path.insert(0, os.path.join(ROOT, 'tests', 'integration'))
 sys.path.insert(0, os.path.join(ROOT, 'build', 'collections'))
 
 # pylint: disable=wrong-import-position
-from test_awx_many_targets import drop_targets, hold_idle_transaction, inventory  # noqa: E402
+from pg_admin import admin, drop_databases  # noqa: E402
+from test_awx_many_targets import hold_idle_transaction, inventory  # noqa: E402
 import test_tview_many_targets as tvm  # noqa: E402
 
 BIN = os.path.join(ROOT, '.venv', 'bin')
@@ -43,7 +44,7 @@ def prepare_pool(env, count, databases, conns):
 
 
 def make_targets_named(env, names):
-    conn = tvm.admin(env)
+    conn = admin(env)
     with conn.cursor() as cur:
         for name in names:
             cur.execute('CREATE DATABASE %s' % name)
@@ -105,7 +106,7 @@ def run(env, playbook, count, check):
     finally:
         for conn in conns:
             conn.close()
-        drop_targets(env, databases)
+        drop_databases(env, databases)
 
 
 def main():

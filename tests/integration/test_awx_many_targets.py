@@ -109,3 +109,56 @@ def test_twenty_targets_each_on_its_own_sessions(lab_env, ansible_env, targets, 
     finally:
         for conn in conns:
             conn.close()
+
+
+def test_every_failing_target_is_named_in_the_incident(lab_env, ansible_env, tmp_path):
+    """Several targets fail (more sessions than their max_backends): the incident's failure note names each of them
+    (host, database, task and why), once; the targets that did not fail acted on their own sessions."""
+    names = make_targets(lab_env, 4, 'ir_awxf_%s' % uuid.uuid4().hex[:6])
+    failing = [names[0], names[2]]
+    conns = []
+    try:
+        hosts = inventory(lab_env, names, str(tmp_path / 'targets.json'))
+        with open(hosts) as handle:
+            data = json.load(handle)
+        for name in failing:
+            data['all']['children']['pg_targets']['hosts'][name]['pg_connections_max_backends'] = 1
+        with open(hosts, 'w') as handle:
+            json.dump(data, handle)
+        held = {}
+        for name in names:
+            for dummy in range(2):
+                conn, pid = hold_idle_transaction(lab_env, name, 'ir_awx_victim')
+                conns.append(conn)
+                held[pid] = name
+        time.sleep(3)
+        store_path = str(tmp_path / 'incidents')
+        incident = 'INC-2026-12-02-996'
+        get_store(dict(store='files', store_path=store_path)).create(dict(id=incident, title='failing targets'))
+        cmd = [os.path.join(BIN, 'ansible-playbook'), '-i', hosts, '--forks', '4',
+               os.path.join(ROOT, 'playbooks', 'connection_pool_exhausted.yml'),
+               '-e', json.dumps(dict(pg_target_hosts='pg_targets', incident_id=incident,
+                                     pg_connections_idle_in_transaction_age='2s'))]
+        proc = subprocess.run(cmd, cwd=ROOT, env=dict(ansible_env, INCIDENT_STORE='files', INCIDENT_STORE_PATH=store_path),
+                              capture_output=True, text=True, timeout=900, check=False, stdin=subprocess.DEVNULL)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, out[-4000:]
+        # the failing targets' sessions left alone (refused), the others' ended
+        assert sorted(alive(lab_env, held).values()) == sorted(name for pid, name in held.items() if name in failing)
+        timeline = get_store(dict(store='files', store_path=store_path)).events(incident)
+        notes = [e for e in timeline if e['type'] == 'note' and 'the run ended failed' in e.get('message', '')]
+        assert len(notes) == 1, [e.get('message') for e in timeline if e['type'] == 'note']
+        message = notes[0]['message']
+        assert '2 targets failed' in message, message
+        for name in failing:
+            assert 'on %s, database %s)' % (name, name) in message, message
+        assert message.count('refusing to terminate 2 backends: more than max_backends=1 match') == 2, message
+        assert message.count('End sessions idle in transaction for at least the threshold') == 2, message
+        for name in names:
+            if name not in failing:
+                assert name not in message, message
+        assert lab_env['PGPASSWORD'] not in json.dumps(timeline)
+    finally:
+        for conn in conns:
+            conn.close()
+        drop_databases(lab_env, names)
