@@ -27,7 +27,7 @@ SANITY_ARGS ?=
 PYTEST_ARGS ?=
 # pytest-xdist workers of `make integration` (--dist loadgroup: tests that share a lab object run on one worker,
 # one after the other; tests/integration/conftest.py). 0 or 1: serial, without xdist.
-INTEGRATION_WORKERS ?= 2
+INTEGRATION_WORKERS ?= 0
 INTEGRATION_XDIST := $(if $(filter-out 0 1,$(INTEGRATION_WORKERS)),-n $(INTEGRATION_WORKERS) --dist loadgroup)
 LINT_ARGS ?=
 MOLECULE_ARGS ?=
@@ -109,7 +109,7 @@ lint: setup ## ansible-lint, production profile, offline
 unit: setup ## pytest tests/unit
 	@cd "$(ROOT)" && $(call pytest,tests/unit)
 
-integration: setup ## pytest tests/integration against the running lab, on INTEGRATION_WORKERS=2 xdist workers (sources LAB_DIR/lab.env)
+integration: setup ## pytest tests/integration against the running lab, serial by default, INTEGRATION_WORKERS=N for N xdist workers (sources LAB_DIR/lab.env)
 	@$(call need_lab_env)
 	@cd "$(ROOT)" && set -a && . "$(LAB_DIR)/lab.env" && set +a && $(call pytest,tests/integration $(INTEGRATION_XDIST) --durations=30)
 
