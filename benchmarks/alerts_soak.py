@@ -37,6 +37,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -119,7 +120,7 @@ class Lab(object):
                                       '-i', self.inventory,
                                       '-E', 'ALERT_WEBHOOK_PORT,ALERT_WEBHOOK_TOKEN', '--print-events'],
                                      cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, start_new_session=True)  # stopped with its playbooks
         started = time.monotonic()
         try:
             self.wait(self.listening, 120, 'the rulebook webhook on 127.0.0.1:%d' % self.port)
@@ -171,11 +172,17 @@ class Lab(object):
                                                     for k, v in labels.items())]
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        """The rulebook and the playbooks it started (its process group): a playbook left behind polls forever."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except OSError:
+                break  # the group is gone
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                continue
+            time.sleep(2)  # the rest of the group, then SIGKILL for what is left
         self.log.close()
 
 

@@ -61,6 +61,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -303,6 +304,43 @@ def _trace_lock(what, exclusive, item):
             mode = 'exclusive' if exclusive else 'shared'
             worker = os.environ.get('PYTEST_XDIST_WORKER')
             handle.write('%.3f %s %s %s %s\n' % (time.time(), worker, what, mode, item.nodeid))
+
+
+def stop_process_group(proc, timeout=30):
+    """Stop a process started with ``start_new_session=True`` and everything it started (ansible-rulebook's
+    ansible-runner jobs and their ansible-playbook processes): SIGTERM to its process group, SIGKILL after
+    ``timeout`` seconds. Terminating only the leader leaves its running playbooks behind as orphans that poll
+    forever for a worker that is gone."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except OSError:
+        pgid = None
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if pgid is not None:
+            try:
+                os.killpg(pgid, sig)
+            except OSError:
+                pass  # the group is gone
+        else:
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            continue
+        # the leader is gone; the rest of its group gets a moment, then SIGKILL
+        deadline = time.time() + min(timeout, 10)
+        while pgid is not None and time.time() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except OSError:
+                return
+            time.sleep(0.2)
+        if pgid is not None:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
+        return
 
 
 @pytest.fixture(scope='session')

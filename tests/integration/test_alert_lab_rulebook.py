@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, stop_process_group
 from incident_helpers import files_store
 from test_alertmanager import Alertmanager
 
@@ -67,7 +67,8 @@ def rulebook(ansible, lab_env):
     proc = subprocess.Popen([RULEBOOK_BIN, '-r', os.path.join(ROOT, 'extensions/eda/rulebooks/alertmanager.yml'),
                              '-i', os.path.join(ROOT, 'inventory', 'lab.yml'),
                              '-E', 'ALERT_WEBHOOK_PORT,ALERT_WEBHOOK_TOKEN', '--print-events'],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)  # its own process group: stopped with its playbooks
 
     def output():
         with open(log_path) as handle:
@@ -89,12 +90,7 @@ def rulebook(ansible, lab_env):
         yield dict(output=output, manager=manager, token=token, store=files_store(ansible.env['INCIDENT_STORE_PATH']),
                    store_path=ansible.env['INCIDENT_STORE_PATH'])
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+        stop_process_group(proc)
         log.close()
 
 

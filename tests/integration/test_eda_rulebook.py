@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, stop_process_group
 
 RULEBOOK_BIN = os.path.join(ROOT, 'build', 'eda-venv', 'bin', 'ansible-rulebook')
 ALERTMANAGER_BIN = shutil.which('prometheus-alertmanager') or shutil.which('alertmanager')
@@ -78,7 +78,8 @@ def eda(ansible_env):
     rulebook = subprocess.Popen([RULEBOOK_BIN, '-r', os.path.join(ROOT, 'extensions/eda/rulebooks/alertmanager.yml'),
                                  '-i', os.path.join(ROOT, 'inventory', 'lab.yml'),
                                  '-E', 'ALERT_WEBHOOK_PORT,ALERT_WEBHOOK_TOKEN', '--print-events', '-v'],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)  # its own process group: stopped with its playbooks
     am_log = open(os.path.join(work, 'am.log'), 'w')
     manager = subprocess.Popen([ALERTMANAGER_BIN, '--config.file', os.path.join(work, 'am.yml'),
                                 '--storage.path', os.path.join(work, 'data'),
@@ -101,12 +102,12 @@ def eda(ansible_env):
                                     capture_output=True, check=False).returncode == 0, 60, 'our Alertmanager')
         yield dict(output=output, am='http://127.0.0.1:%d' % AM_PORT, hook='http://127.0.0.1:%d/alerts' % HOOK_PORT)
     finally:
-        for proc in (manager, rulebook):
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process_group(rulebook)
+        manager.terminate()
+        try:
+            manager.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            manager.kill()
         log.close()
         am_log.close()
         shutil.rmtree(work, ignore_errors=True)

@@ -486,9 +486,11 @@ def cmd_start(args, files):
                 msg = handle.read().strip()
             files.remove(files.error)
             return fail(msg)
-        holder = holder or running_pid(files)
-        if holder is None and os.path.exists(files.pid):
-            holder = -1  # pid file written, process already gone
+        if not holder:
+            holder = running_pid(files)
+            if holder is None and os.path.exists(files.pid):
+                # Read again: the holder may have written its pid file between the two looks (then it runs).
+                holder = running_pid(files) or -1  # -1: pid file written, process already gone
         if holder == -1 or (holder and not pid_alive(holder)):
             return fail("the holder exited before its sessions were open; see %s" % files.log)
         if time.monotonic() > deadline:
