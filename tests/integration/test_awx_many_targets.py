@@ -119,8 +119,10 @@ def test_twenty_targets_each_on_its_own_sessions(lab_env, ansible_env, targets, 
             conn.close()
 
 
-def assert_one_run_per_step(timeline, targets, steps=('incident.response.pg_activity_info',
-                                                       'incident.response.pg_backends')):
+STEPS = ('incident.response.pg_activity_info', 'incident.response.pg_backends')
+
+
+def assert_one_run_per_step(timeline, targets, steps=STEPS):
     """Each module step ran once (one task uuid, one host ran it) and its events are one per target."""
     for module in steps:
         events = [e for e in timeline if e['type'] == 'task' and e.get('module') == module]

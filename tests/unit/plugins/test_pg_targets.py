@@ -88,6 +88,23 @@ def test_both_modules_take_the_same_target_options():
     assert activity['login_password']['no_log'] and backends['login_password']['no_log']
 
 
+def test_the_doc_fragment_sections_share_their_text_and_match_the_argspec():
+    """One doc fragment for targets: its shared part is the same in each module's section, and each section
+    documents exactly the suboptions (and types) that module's argspec has."""
+    import yaml
+    from test_fuzz_args import spec_of
+    from ansible_collections.incident.response.plugins.doc_fragments.postgres_targets import ModuleDocFragment
+    shared = ModuleDocFragment.DOCUMENTATION.rstrip('\n')
+    for section, module in ((ModuleDocFragment.ACTIVITY, pg_activity_info), (ModuleDocFragment.BACKENDS, pg_backends)):
+        assert section.startswith(shared + '\n'), 'the shared part of the targets fragment differs'
+        documented = yaml.safe_load(section)['options']['targets']['suboptions']
+        spec = spec_of(module)['targets']['options']
+        assert set(documented) == set(spec)
+        for name, option in spec.items():
+            assert documented[name].get('type', 'str') == option.get('type', 'str'), name
+            assert bool(documented[name].get('required')) == bool(option.get('required')), name
+
+
 TARGET = st.fixed_dictionaries({}, optional=dict(
     name=st.one_of(st.sampled_from(['a', 'b', 'db1']), ANY_TEXT, SCALAR),
     login_host=st.one_of(st.just('127.0.0.1'), ANY_TEXT, SCALAR),
