@@ -172,12 +172,14 @@ def convert(events, job, check_mode, actor):
         elif kind in RESULT_EVENTS:
             module = data.get('resolved_action') or data.get('task_action')
             res = data.get('res') if isinstance(data.get('res'), dict) else {}
-            item = tl.task_event(
+            items = tl.task_events(
                 host=data.get('host'), play=data.get('play') or play, task=data.get('task'), module=module,
                 kind=tl.RUNNER_OUTCOME[kind], result=res, start=data.get('start'),
                 end=data.get('end') or created, check_mode=check_mode, ignore_errors=bool(data.get('ignore_errors')),
                 role=data.get('role'), task_uuid=base_uuid(data.get('task_uuid')), actor=actor)
-            timeline.append((key, item))
+            for item in items:
+                # one event per target of a run over many targets: each its own key
+                timeline.append(('%s:%s' % (key, item['host']) if 'ran_on' in item else key, item))
             new_id = tl.incident_id_from_result(module, res)
             if new_id:
                 found_id = found_id or new_id

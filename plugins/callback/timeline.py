@@ -34,6 +34,10 @@ description:
     The results of a task (one per host) are written together, in one write of the store, when the next task
     starts (or the play ends), so a run on many hosts costs one write per task, not one per host.
   - >-
+    A task whose module worked many targets in one run (the C(targets) option of C(pg_activity_info) and
+    C(pg_backends), the C(pg_connections) role's batch) is recorded as one event per target, with the target as
+    its host, that target's own outcome, summary and actions, and C(ran_on) the host that ran the module.
+  - >-
     A store that cannot be written warns once and never fails the play.
   - >-
     The store is the one the C(incident.response.incident) module of the run used (its C(store), C(store_path),
@@ -339,13 +343,15 @@ class CallbackModule(CallbackBase):
             found = tl.incident_id_from_result(module, data)
             if module in tl.INCIDENT_MODULES:
                 self._set_store_params(tl.store_params_from_result(module, data))
-            event = tl.task_event(
+            # one event, or one per target of a module that worked many targets in one run (pg_connections_batch)
+            events = tl.task_events(
                 host=host.get_name(), play=self._play, task=self._task_names.get(uuid) or task.name or task.action,
                 module=module, kind=kind, result=data, start=self._starts.pop((host.get_name(), uuid), None),
                 end=tl.utc_now(), check_mode=bool(task.check_mode) or self._check, no_log=bool(task.no_log),
                 ignore_errors=ignore_errors, role=role, task_uuid=uuid, actor=self._actor)
             # kept until the next task starts (or the play ends): the hosts of one task in one write
-            self._emit(event, flush=False)
+            for event in events:
+                self._emit(event, flush=False)
             if found:
                 # the incident module's own result says the incident exists (unless it ran in check mode)
                 confirmed = module in tl.INCIDENT_MODULES and not task.check_mode and not self._check

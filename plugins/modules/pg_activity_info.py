@@ -28,6 +28,7 @@ author:
   - incident.response developers (@incident-response)
 extends_documentation_fragment:
   - incident.response.postgres
+  - incident.response.postgres_targets.activity
   - incident.response.attributes.info_module
 options:
   connections_warning_pct:
@@ -131,6 +132,28 @@ EXAMPLES = r'''
   incident.response.pg_activity_info:
     connections_warning_pct: 80
     idle_in_transaction_age: 10m
+
+- name: Assess three databases in one run (one result per target in activity_all.targets)
+  incident.response.pg_activity_info:
+    login_host: db.example.com
+    login_user: monitoring
+    login_password: "{{ vault_pg_monitoring_password }}"
+    targets:
+      - name: orders
+        login_db: orders
+        databases: [orders]
+      - name: billing
+        login_db: billing
+        databases: [billing]
+      - name: reports
+        login_host: reports-db.example.com
+        databases: [reports]
+  register: activity_all
+
+- name: Name the targets that could not be assessed
+  ansible.builtin.debug:
+    msg: "{{ activity_all.failed_targets }}"
+  when: activity_all.failed_targets | length > 0
 '''
 
 RETURN = r'''
@@ -138,17 +161,20 @@ server_log:
   description:
     - With O(log_lines), the server log lines of the window (C(lines), newest last, passwords masked), C(source),
       C(count) (lines in the window), C(truncated) and C(error) (why nothing could be read; null when read).
-  returned: when O(log_lines=true)
+  returned: when O(log_lines=true) (with O(targets), in each entry of RV(targets))
   type: dict
 status:
   description:
     - C(ok), C(warning) or C(critical), the worst of the thresholds crossed.
     - C(unknown) when the server could not be reached and O(unreachable=unknown).
+    - With O(targets), the worst status of the targets (a target that failed counts as C(unknown)).
   returned: always
   type: str
   sample: critical
 reasons:
-  description: One sentence per threshold crossed (or why the server could not be reached).
+  description:
+    - One sentence per threshold crossed (or why the server could not be reached).
+    - With O(targets), those of every target, each starting with the target's name.
   returned: always
   type: list
   elements: str
@@ -165,12 +191,12 @@ changed:
   sample: false
 server_version:
   description: Server version, major.minor.
-  returned: when the server answered
+  returned: when the server answered (with O(targets), in each entry of RV(targets))
   type: str
   sample: "15.8"
 connections:
   description: Connection counts and capacity.
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: dict
   contains:
     total:
@@ -201,18 +227,18 @@ connections:
   sample: {"total": 15, "client_backends": 10, "max_connections": 100, "utilisation_pct": 10.0}
 lock_waiters:
   description: Sessions waiting on a lock (C(wait_event_type = 'Lock')), in the shape of RV(oldest_transactions).
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: list
   elements: dict
 blocking_chains:
   description: One entry per blocking session, with the sessions it blocks (C(pg_blocking_pids)).
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: list
   elements: dict
   sample: [{"blocker": {"pid": 4711, "state": "idle in transaction"}, "blocked_pids": [4720, 4721]}]
 oldest_transactions:
   description: The O(top) oldest open transactions.
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: list
   elements: dict
   sample: [{"pid": 4711, "datname": "scheduler", "usename": "app", "application_name": "api",
@@ -222,41 +248,62 @@ oldest_transactions:
             "query": "INSERT INTO audit_log ..."}]
 oldest_queries:
   description: The O(top) longest-running active queries.
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: list
   elements: dict
 long_idle_in_transaction:
   description: Sessions idle in transaction for at least O(idle_in_transaction_age).
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: list
   elements: dict
 long_running_queries:
   description: Active queries running for at least O(long_query_age).
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: list
   elements: dict
 by_database:
   description: Client sessions per database.
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: dict
   sample: {"scheduler": 8, "postgres": 2}
 by_user:
   description: Client sessions per role.
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: dict
 by_application:
   description: Client sessions per application_name (empty names as C("")).
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: dict
 thresholds:
-  description: The thresholds applied, ages in seconds.
+  description: The thresholds applied, ages in seconds (the same for every target with O(targets)).
   returned: always
   type: dict
 executed_queries:
   description: The statements run.
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: list
   elements: str
+targets:
+  description:
+    - With O(targets), one entry per target, keyed by its O(targets[].name) - the full result a run on that
+      target alone returns (RV(status), RV(reasons), RV(connections) and the rest), or C(failed=true) and
+      C(msg) for a target that could not be assessed, and C(warnings) when the run warned about it.
+  returned: when O(targets) is given
+  type: dict
+  sample: {"db1": {"status": "warning", "reasons": ["1 session idle in transaction for at least 30m"],
+                   "connections": {"client_backends": 3}, "changed": false},
+           "db2": {"failed": true, "msg": "Unable to connect to PostgreSQL at db2:5432 as ops (database app): ..."}}
+failed_targets:
+  description: With O(targets), the names of the targets that failed (see their C(msg) in RV(targets)).
+  returned: when O(targets) is given
+  type: list
+  elements: str
+  sample: ["db2"]
+summary:
+  description: With O(targets), one line saying how many targets were assessed and which failed.
+  returned: when O(targets) is given
+  type: str
+  sample: "assessed 19 targets; 1 target failed: db2"
 '''
 
 import datetime
@@ -272,6 +319,14 @@ from ansible_collections.incident.response.plugins.module_utils._common import (
     new_module,
     plural,
     redact,
+    worst_status,
+)
+from ansible_collections.incident.response.plugins.module_utils._pg_targets import (
+    connection_overrides,
+    failed_targets,
+    run_targets,
+    targets_argument_spec,
+    validate_targets,
 )
 from ansible_collections.incident.response.plugins.module_utils._postgres import (
     CLIENT_STATES,
@@ -370,7 +425,7 @@ def assess(rows, limits, thresholds, databases=None, top=10, excerpt_length=200)
     )
 
 
-def main():
+def activity_argument_spec():
     argument_spec = postgres_common_argument_spec()
     argument_spec.update(
         connections_warning_pct=dict(type='float', default=90),
@@ -389,9 +444,13 @@ def main():
         log_max_bytes=dict(type='int', default=1048576),
         log_max_lines=dict(type='int', default=200),
     )
-    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True)
-    p = module.params
+    argument_spec.update(targets_argument_spec(databases=dict(type='list', elements='str')))
+    return argument_spec
 
+
+def validate(module):
+    """The thresholds and the log window from the module's options, or fail the module with one message."""
+    p = module.params
     thresholds = dict(
         connections_warning_pct=p['connections_warning_pct'],
         connections_critical_pct=p['connections_critical_pct'],
@@ -417,19 +476,26 @@ def main():
             module.fail_json(msg='log_max_bytes must be between 1024 and 67108864, got %s' % p['log_max_bytes'])
         if not 1 <= p['log_max_lines'] <= 100000:
             module.fail_json(msg='log_max_lines must be between 1 and 100000, got %s' % p['log_max_lines'])
+    return thresholds, log_window
 
+
+def run_one(module, thresholds, log_window):
+    """The assessment of one server (the module's options, or one target's): the result a run returns."""
+    p = module.params
     client = PgClient(module)
-    limits = client.connection_limits()
-    rows = client.activity()
-    server_log = None
-    if p['log_lines']:
-        until = _evidence.utc_now()
-        found = _evidence.pg_server_log(client, until - datetime.timedelta(seconds=log_window), until,
-                                        p['log_max_bytes'], p['log_path'])
-        server_log = dict(source=found['source'], count=len(found['lines']), truncated=found['truncated'],
-                          error=found['error'],
-                          lines=[redact(line) for line in found['lines'][-p['log_max_lines']:]])
-    client.close()
+    try:
+        limits = client.connection_limits()
+        rows = client.activity()
+        server_log = None
+        if p['log_lines']:
+            until = _evidence.utc_now()
+            found = _evidence.pg_server_log(client, until - datetime.timedelta(seconds=log_window), until,
+                                            p['log_max_bytes'], p['log_path'])
+            server_log = dict(source=found['source'], count=len(found['lines']), truncated=found['truncated'],
+                              error=found['error'],
+                              lines=[redact(line) for line in found['lines'][-p['log_max_lines']:]])
+    finally:
+        client.close()
     hidden = hidden_sessions_warning(rows, p['login_user'])
     if hidden:
         module.warn(hidden)
@@ -439,8 +505,38 @@ def main():
     facts = dict((key, value) for key, value in result.items() if key not in ('status', 'reasons'))
     if server_log is not None:
         facts['server_log'] = server_log
-    module.exit_json(**diagnosis_result(result['status'], result['reasons'], server_version=client.version_string,
-                                        thresholds=thresholds, executed_queries=client.queries, **facts))
+    return diagnosis_result(result['status'], result['reasons'], server_version=client.version_string,
+                            thresholds=thresholds, executed_queries=client.queries, **facts)
+
+
+def run_targets_result(module, targets, thresholds, log_window):
+    """Every target assessed in one run: ``targets`` (one full result each), status the worst of them."""
+    def overrides(target):
+        return dict(connection_overrides(target), databases=target.get('databases'))
+    results = run_targets(module, targets, lambda target_module: run_one(target_module, thresholds, log_window),
+                          overrides)
+    failed = failed_targets(results)
+    statuses = ['unknown' if result.get('failed') else result.get('status') for result in results.values()]
+    reasons = []
+    for name, result in results.items():
+        if result.get('failed'):
+            reasons.append('%s: %s' % (name, result.get('msg')))
+        else:
+            reasons.extend('%s: %s' % (name, reason) for reason in result.get('reasons') or [])
+    summary = 'assessed %s' % plural(len(results) - len(failed), 'target')
+    if failed:
+        summary += '; %s failed: %s' % (plural(len(failed), 'target'), ', '.join(failed))
+    return diagnosis_result(worst_status(statuses), reasons, targets=results, failed_targets=failed,
+                            summary=summary, thresholds=thresholds)
+
+
+def main():
+    module = new_module(AnsibleModule, argument_spec=activity_argument_spec(), supports_check_mode=True)
+    thresholds, log_window = validate(module)
+    targets = validate_targets(module)
+    if targets is not None:
+        module.exit_json(**run_targets_result(module, targets, thresholds, log_window))
+    module.exit_json(**run_one(module, thresholds, log_window))
 
 
 if __name__ == '__main__':

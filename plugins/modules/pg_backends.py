@@ -31,6 +31,7 @@ author:
   - incident.response developers (@incident-response)
 extends_documentation_fragment:
   - incident.response.postgres
+  - incident.response.postgres_targets.backends
   - incident.response.wait
 attributes:
   check_mode:
@@ -153,16 +154,42 @@ EXAMPLES = r'''
     states: [active]
     min_query_age: 5m
     query_pattern: 'pg_tviews_refresh'
+
+- name: End the long idle transactions of three databases in one run, each database its own target
+  incident.response.pg_backends:
+    action: terminate
+    states: [idle in transaction, idle in transaction (aborted)]
+    min_state_age: 30m
+    max_backends: 10
+    targets:
+      - name: orders
+        login_db: orders
+        datnames: [orders]
+      - name: billing
+        login_db: billing
+        datnames: [billing]
+        max_backends: 5
+      - name: reports
+        login_host: reports-db.example.com
+        datnames: [reports]
+  register: ended
+
+- name: Fail for the targets that could not be worked (the others were)
+  ansible.builtin.fail:
+    msg: "{{ ended.failed_targets | map('extract', ended.targets) | map(attribute='msg') | list }}"
+  when: ended.failed_targets | length > 0
 '''
 
 RETURN = r'''
 changed:
-  description: Whether any backend was signalled (or, in check mode, would be).
+  description:
+    - Whether any backend was signalled (or, in check mode, would be).
+    - With O(targets), whether any target's was.
   returned: always
   type: bool
 backends:
   description: The backends that match the filters and are not protected; those signalled, or to be signalled.
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: list
   elements: dict
   sample: [{"pid": 4711, "datname": "scheduler", "usename": "app", "application_name": "api",
@@ -172,13 +199,16 @@ backends:
             "query": "INSERT INTO audit_log ..."}]
 protected:
   description: Backends that match the filters but were left alone, each with a C(reason).
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: list
   elements: dict
   sample: [{"pid": 4800, "usename": "monitoring", "application_name": "postgres_exporter",
             "reason": "protected role (member of pg_monitor)"}]
 actions:
-  description: One entry per backend, C(done) false in check mode.
+  description:
+    - One entry per backend, C(done) false in check mode.
+    - With O(targets), those of every target, each with the target's name in C(detail.host) (also in the
+      target's own entry of RV(targets)).
   returned: always
   type: list
   elements: dict
@@ -186,32 +216,55 @@ actions:
             "detail": {"usename": "app", "datname": "scheduler", "state": "idle in transaction"}}]
 signalled:
   description: Pids the server accepted a signal for (empty in check mode).
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: list
   elements: int
 remaining:
   description: Signalled pids that still matched the filters when the wait ended (empty when all stopped).
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: list
   elements: int
 wait_seconds:
   description: How long the module waited.
-  returned: when O(wait=true) and something was signalled
+  returned: when O(wait=true) and something was signalled (with O(targets), in each entry of RV(targets))
   type: float
 summary:
-  description: One line saying what was (or would be) done.
+  description:
+    - One line saying what was (or would be) done.
+    - With O(targets), how many backends on how many targets, and which targets failed.
   returned: always
   type: str
   sample: "terminated 5 backends (0 still present after 1.0s); 1 protected backend left alone"
 diff:
-  description: The matching pids before and after (with C(--diff)).
+  description:
+    - The matching pids before and after (with C(--diff)).
+    - With O(targets), keyed by target.
   returned: when diff mode is on
   type: dict
 executed_queries:
   description: The statements run, signals included.
-  returned: always
+  returned: always without O(targets) (with it, in each entry of RV(targets))
   type: list
   elements: str
+targets:
+  description:
+    - With O(targets), one entry per target, keyed by its O(targets[].name) - the full result a run on that
+      target alone returns (RV(changed), RV(backends), RV(protected), RV(actions) naming the target in
+      C(detail.host), RV(summary), ...), or C(failed=true) and C(msg) for a target that could not be worked
+      (unreachable, more than its cap matching, not allowed to signal), with RV(backends) when they were read.
+  returned: when O(targets) is given
+  type: dict
+  sample: {"db1": {"changed": true, "summary": "terminated 1 backend (0 still present after 1.0s)",
+                   "actions": [{"action": "terminate", "target": "pid 4711", "done": true,
+                                "detail": {"host": "db1", "datname": "db1", "usename": "app"}}]},
+           "db2": {"failed": true, "changed": false,
+                   "msg": "refusing to terminate 2 backends: more than max_backends=1 match; ..."}}
+failed_targets:
+  description: With O(targets), the names of the targets that failed (see their C(msg) in RV(targets)).
+  returned: when O(targets) is given
+  type: list
+  elements: str
+  sample: ["db2"]
 '''
 
 
@@ -228,6 +281,13 @@ from ansible_collections.incident.response.plugins.module_utils._common import (
     remediation_result,
     validate_wait_args,
     wait_until,
+)
+from ansible_collections.incident.response.plugins.module_utils._pg_targets import (
+    connection_overrides,
+    failed_targets,
+    run_targets,
+    targets_argument_spec,
+    validate_targets,
 )
 from ansible_collections.incident.response.plugins.module_utils._postgres import (
     CLIENT_STATES,
@@ -284,7 +344,7 @@ def select_backends(rows, criteria, protected_applications, protect_replication)
     return targets, protected
 
 
-def main():
+def backends_argument_spec():
     argument_spec = postgres_common_argument_spec()
     argument_spec.update(WAIT_ARGUMENT_SPEC)
     argument_spec.update(
@@ -307,11 +367,20 @@ def main():
                                              'pg_recvlogical', 'postgres_exporter']),
         query_excerpt_length=dict(type='int', default=200),
     )
-    module = new_module(AnsibleModule, argument_spec=argument_spec, supports_check_mode=True)
+    argument_spec.update(targets_argument_spec(datnames=dict(type='list', elements='str'),
+                                               max_backends=dict(type='int')))
+    return argument_spec
+
+
+def check_max_backends(module, value, name='max_backends'):
+    if value < 1:
+        module.fail_json(msg='%s must be at least 1, got %s' % (name, value))
+
+
+def run_one(module, host=None):
+    """Signal the matching backends of one server (the module's options, or one target's): the result a run
+    returns. ``host``: the target's name, written into every action (a run over many targets)."""
     p = module.params
-    validate_wait_args(module)
-    if p['max_backends'] < 1:
-        module.fail_json(msg='max_backends must be at least 1, got %s' % p['max_backends'])
     criteria = build_criteria(module)
     if criteria.is_empty():
         module.fail_json(msg='pg_backends needs at least one filter (states, min_*_age, datnames, usenames, '
@@ -319,6 +388,14 @@ def main():
                              'client backend' % p['action'])
 
     client = PgClient(module)
+    try:
+        return _signal(module, client, criteria, host)
+    finally:
+        client.close()
+
+
+def _signal(module, client, criteria, host):
+    p = module.params
     excerpt_length = p['query_excerpt_length']
     protected_apps = p['protected_applications'] or []
 
@@ -352,8 +429,11 @@ def main():
 
     def detail(row):
         view = session_view(row, excerpt_length)
-        return dict((k, view[k]) for k in ('usename', 'datname', 'application_name', 'state',
-                                           'state_age_seconds', 'xact_age_seconds', 'query_age_seconds', 'query'))
+        found = dict((k, view[k]) for k in ('usename', 'datname', 'application_name', 'state',
+                                            'state_age_seconds', 'xact_age_seconds', 'query_age_seconds', 'query'))
+        if host is not None:
+            found['host'] = host
+        return found
 
     before_pids = [r['pid'] for r in targets]
     actions = []
@@ -394,8 +474,48 @@ def main():
     if protected:
         summary += '; %s left alone' % plural(len(protected), 'protected backend')
     diff = dict(before=dict(pids=before_pids), after=dict(pids=after_pids if not module.check_mode else []))
-    module.exit_json(**remediation_result(bool(targets), actions, summary, diff=diff, check_mode=module.check_mode,
-                                          want_diff=module._diff, executed_queries=client.queries, **result))
+    return remediation_result(bool(targets), actions, summary, diff=diff, check_mode=module.check_mode,
+                              want_diff=module._diff, executed_queries=client.queries, **result)
+
+
+def run_targets_result(module, targets):
+    """Every target in one run: ``targets`` (one full result each, its actions naming the target), ``actions``
+    all of them, ``changed`` when any target changed; a failed target fails in its own entry only."""
+    def overrides(target):
+        return dict(connection_overrides(target), datnames=target.get('datnames'),
+                    max_backends=target.get('max_backends'))
+    results = run_targets(module, targets, lambda target_module: run_one(target_module, host=target_module.name),
+                          overrides)
+    failed = failed_targets(results)
+    actions = []
+    for result in results.values():
+        actions.extend(result.get('actions') or [])
+    changed = any(result.get('changed') for result in results.values())
+    acted = [name for name, result in results.items() if result.get('actions')]
+    verb = PAST_TENSE[module.params['action']] if not module.check_mode else 'would %s' % module.params['action']
+    summary = '%s %s on %s' % (verb, plural(len(actions), 'backend'), plural(len(acted), 'target'))
+    if failed:
+        summary += '; %s failed: %s' % (plural(len(failed), 'target'), ', '.join(failed))
+    diff = dict(before=dict((name, (result.get('diff') or {}).get('before')) for name, result in results.items()),
+                after=dict((name, (result.get('diff') or {}).get('after')) for name, result in results.items()))
+    return remediation_result(changed, actions, summary, diff=diff, check_mode=module.check_mode,
+                              want_diff=module._diff, targets=results, failed_targets=failed)
+
+
+def main():
+    module = new_module(AnsibleModule, argument_spec=backends_argument_spec(), supports_check_mode=True)
+    p = module.params
+    validate_wait_args(module)
+    check_max_backends(module, p['max_backends'])
+    # the filters are read (and refused) once, before any target is worked
+    build_criteria(module)
+    targets = validate_targets(module)
+    if targets is not None:
+        for index, target in enumerate(targets):
+            if target.get('max_backends') is not None:
+                check_max_backends(module, target['max_backends'], 'targets[%d].max_backends' % index)
+        module.exit_json(**run_targets_result(module, targets))
+    module.exit_json(**run_one(module))
 
 
 if __name__ == '__main__':

@@ -178,6 +178,34 @@ def task_event(host, play, task, module, kind, result, start=None, end=None, che
     return event
 
 
+def target_results(module, result):
+    """The targets of a run over many targets (the ``targets`` option of pg_activity_info and pg_backends):
+    ``[(target name, its own result)]``, or None for an ordinary result."""
+    if not is_collection_module(module) or not isinstance(result, dict):
+        return None
+    targets = result.get('targets')
+    if not isinstance(targets, dict) or not targets or not all(isinstance(v, dict) for v in targets.values()):
+        return None
+    return [(str(name), entry) for name, entry in targets.items()]
+
+
+def task_events(host, play, task, module, kind, result, **kwargs):
+    """The events of one task result: one per target when the module worked many targets in one run (``host``
+    the target, ``ran_on`` the host that ran the module, the outcome and the details that target's own), so the
+    timeline says which target each action was on as when every target ran the module itself; else the one
+    event of :func:`task_event`."""
+    censored = kwargs.get('no_log') or (isinstance(result, dict) and result.get('_ansible_no_log'))
+    parts = target_results(module, result) if kind == 'ok' and not censored else None
+    if not parts:
+        return [task_event(host, play, task, module, kind, result, **kwargs)]
+    events = []
+    for name, entry in parts:
+        event = task_event(name, play, task, module, 'failed' if entry.get('failed') else 'ok', entry, **kwargs)
+        event['ran_on'] = host
+        events.append(event)
+    return events
+
+
 def play_start_event(play, hosts, check_mode, actor=None, time=None, play_uuid=None):
     event = dict(type='play_start', time=iso(time) or utc_now(), actor=actor, play=play, hosts=hosts,
                  check_mode=bool(check_mode))

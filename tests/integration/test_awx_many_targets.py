@@ -3,6 +3,10 @@ inventory host with its own connection variables (connection: local), one run of
 forks 20. Each target's run acts on that target's own sessions only, and the results and the incident's timeline
 say which target each action was on. (In AWX: the same inventory; the hosts spread over the instance group's
 execution nodes by forks / job slicing, docs/awx.md.)
+
+These hosts are all local, so the role works them on its batch path (pg_connections_batch auto, issue 13): each
+module step is one module run for every target (the modules' targets option); the tests check that it ran once
+per step, that --check changes nothing on any target, and that a second run changes nothing.
 """
 import json
 import os
@@ -106,9 +110,122 @@ def test_twenty_targets_each_on_its_own_sessions(lab_env, ansible_env, targets, 
         for event in acted:
             assert event['host'] in json.dumps(event.get('actions') or event.get('summary') or event), event
         assert lab_env['PGPASSWORD'] not in json.dumps(timeline)
+        assert lab_env['PGPASSWORD'] not in out
+        # the batch: one module run per step for the twenty targets (one host ran it, each event names its target)
+        assert_one_run_per_step(timeline, targets)
+        assert 'pg_connections/tasks/batch.yml for ' in out and 'pg_connections/tasks/per_target.yml' not in out, \
+            out[-4000:]
     finally:
         for conn in conns:
             conn.close()
+
+
+STEPS = ('incident.response.pg_activity_info', 'incident.response.pg_backends')
+
+
+def assert_one_run_per_step(timeline, targets, steps=STEPS):
+    """Each module step ran once (one task uuid, one host ran it) and its events are one per target."""
+    for module in steps:
+        # (a step that no target needed is one skipped event of the host that would have run it)
+        events = [e for e in timeline if e['type'] == 'task' and e.get('module') == module
+                  and e.get('outcome') != 'skipped']
+        assert events, module
+        assert all('ran_on' in e for e in events), [e for e in events if 'ran_on' not in e][:1]
+        for uuid in set(e['task_uuid'] for e in events):
+            runs = [e for e in events if e['task_uuid'] == uuid]
+            assert len(set(e['ran_on'] for e in runs)) == 1, runs
+            assert len(set(e['host'] for e in runs)) == len(runs) and set(e['host'] for e in runs) <= set(targets)
+    assessed = [e for e in timeline if e['type'] == 'task' and e.get('module') == 'incident.response.pg_activity_info'
+                and e.get('task') == 'Assess connections']
+    assert sorted(e['host'] for e in assessed) == sorted(targets), [e['host'] for e in assessed]
+
+
+def activity(env, names):
+    """The sessions of these databases but the modules' own (pid, database, state, times), as PostgreSQL has them."""
+    conn = admin(env)
+    with conn.cursor() as cur:
+        cur.execute("SELECT pid, datname, usename, application_name, state, backend_start, xact_start, state_change, "
+                    "query_start FROM pg_stat_activity WHERE datname = ANY(%s) AND application_name <> 'incident.response' "
+                    "ORDER BY pid", (list(names),))
+        rows = cur.fetchall()
+    conn.close()
+    return rows
+
+
+def recap(out):
+    """host -> its PLAY RECAP counts."""
+    found = {}
+    for line in out.splitlines():
+        parts = line.split(':', 1)
+        if len(parts) == 2 and 'ok=' in parts[1] and 'changed=' in parts[1]:
+            found[parts[0].strip()] = dict(item.split('=') for item in parts[1].split())
+    return found
+
+
+def test_batch_check_changes_nothing_then_acts_once_per_step_then_nothing_left(lab_env, ansible_env, tmp_path):
+    """Six targets on the batch path: --check lists every target's session and leaves pg_stat_activity as it was;
+    the real run ends them (one module run per step, the registered result has the targets); a second run
+    changes nothing on any host."""
+    names = make_targets(lab_env, 6, 'ir_awxb_%s' % uuid.uuid4().hex[:6])
+    conns = []
+    try:
+        hosts = inventory(lab_env, names, str(tmp_path / 'targets.json'))
+        held = {}
+        for name in names[:5]:
+            conn, pid = hold_idle_transaction(lab_env, name, 'ir_awx_victim')
+            conns.append(conn)
+            held[pid] = name
+        time.sleep(3)
+        store_path = str(tmp_path / 'incidents')
+        incident = 'INC-2026-12-02-997'
+        get_store(dict(store='files', store_path=store_path)).create(dict(id=incident, title='batch'))
+        env = dict(ansible_env, INCIDENT_STORE='files', INCIDENT_STORE_PATH=store_path)
+
+        def play(*extra):
+            cmd = [os.path.join(BIN, 'ansible-playbook'), '-i', hosts, '--forks', '6',
+                   os.path.join(ROOT, 'playbooks', 'connection_pool_exhausted.yml'),
+                   '-e', json.dumps(dict(pg_target_hosts='pg_targets', incident_id=incident,
+                                         pg_connections_idle_in_transaction_age='2s'))] + list(extra)
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
+                                  stdin=subprocess.DEVNULL)
+            out = proc.stdout + proc.stderr
+            assert proc.returncode == 0, out[-4000:]
+            assert lab_env['PGPASSWORD'] not in out
+            return out
+
+        before = activity(lab_env, names)
+        out = play('--check')
+        assert activity(lab_env, names) == before
+        assert sorted(alive(lab_env, held).values()) == sorted(names[:5])
+        for pid, name in held.items():
+            assert 'WOULD TERMINATE pid %d: %s@%s' % (pid, lab_env['LAB_PG_APP_USER'], name) in out, out[-4000:]
+        assert get_store(dict(store='files', store_path=store_path)).events(incident) == []
+
+        # the registered result of the batch step has every target, each with its own full result
+        out = play('-v')
+        assert alive(lab_env, held) == {}
+        timeline = get_store(dict(store='files', store_path=store_path)).events(incident)
+        assert_one_run_per_step(timeline, names)
+        assert out.count('TASK [incident.response.pg_connections : End sessions idle in transaction') == 1
+        assert 'failed_targets:' in out or '"failed_targets"' in out, out[-4000:]
+        counts = recap(out)
+        assert sorted(counts) == sorted(names)
+        # changed on each host whose session was ended (the batch's own step counts on the host that ran it)
+        for name in names[1:5]:
+            assert int(counts[name]['changed']) >= 1, counts
+        assert int(counts[names[5]]['changed']) == 0, counts
+
+        out = play()
+        counts = recap(out)
+        assert all(int(c['changed']) == 0 for c in counts.values()), counts
+        again = get_store(dict(store='files', store_path=store_path)).events(incident)[len(timeline):]
+        assert [e for e in again if e.get('outcome') == 'changed'] == []
+        ended = [e for e in again if e['type'] == 'task' and e.get('module') == 'incident.response.pg_backends']
+        assert ended and all(e['outcome'] == 'skipped' for e in ended), ended
+    finally:
+        for conn in conns:
+            conn.close()
+        drop_databases(lab_env, names)
 
 
 def test_every_failing_target_is_named_in_the_incident(lab_env, ansible_env, tmp_path):

@@ -89,3 +89,38 @@ def test_converter_builds_the_callbacks_events_from_job_events():
     assert converter.is_check_run(['ansible-playbook', '--check', 'x.yml'])
     assert converter.is_check_run(['ansible-playbook', '-vC', 'x.yml'])
     assert not converter.is_check_run(['ansible-playbook', '-v', 'x.yml'])
+
+
+BATCH = dict(changed=True, summary='terminated 1 backend on 1 target; 1 target failed: db2',
+             actions=[dict(action='terminate', target='pid 7', done=True, detail=dict(host='db1', datname='db1'))],
+             failed_targets=['db2'],
+             targets=dict(db1=dict(changed=True, summary='terminated 1 backend',
+                                   actions=[dict(action='terminate', target='pid 7', done=True,
+                                                 detail=dict(host='db1', datname='db1'))]),
+                          db2=dict(changed=False, failed=True, msg='refusing to terminate 2 backends'),
+                          db3=dict(changed=False, summary='no backend matches; nothing to terminate', actions=[])))
+
+
+def test_a_run_over_many_targets_is_one_event_per_target_named_by_the_target():
+    events = tl.task_events('db1', 'p', 'End sessions', 'incident.response.pg_backends', 'ok', BATCH, task_uuid='u')
+    assert [(e['host'], e['outcome'], e['ran_on']) for e in events] == [
+        ('db1', 'changed', 'db1'), ('db2', 'failed', 'db1'), ('db3', 'ok', 'db1')]
+    assert events[0]['actions'][0]['detail']['host'] == 'db1' and events[0]['summary'] == 'terminated 1 backend'
+    assert events[1]['message'] == 'refusing to terminate 2 backends' and 'actions' not in events[1]
+    assert all(e['task_uuid'] == 'u' for e in events)
+    # not split: an ordinary result, another module's, a failed or censored task
+    assert len(tl.task_events('h', 'p', 't', 'incident.response.pg_backends', 'ok', dict(changed=True))) == 1
+    assert len(tl.task_events('h', 'p', 't', 'ansible.builtin.set_fact', 'ok', BATCH)) == 1
+    assert len(tl.task_events('h', 'p', 't', 'incident.response.pg_backends', 'failed', BATCH)) == 1
+    censored = tl.task_events('h', 'p', 't', 'incident.response.pg_backends', 'ok', BATCH, no_log=True)
+    assert len(censored) == 1 and censored[0]['censored'] is True
+
+
+def test_converter_splits_a_run_over_many_targets_with_a_key_per_target():
+    converter = load_converter()
+    data = dict(play='P', task='T', task_uuid='tu', host='db1', resolved_action='incident.response.pg_backends',
+                res=BATCH)
+    events = [dict(event='runner_on_ok', counter=4, created='2026-12-01T20:00:01+00:00', event_data=data)]
+    timeline, _found, _store = converter.convert(events, 'job1', False, 'runner')
+    assert [(e['host'], e['key']) for e in timeline] == [
+        ('db1', 'job:job1:4:db1'), ('db2', 'job:job1:4:db2'), ('db3', 'job:job1:4:db3')]
