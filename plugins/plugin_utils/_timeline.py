@@ -166,7 +166,9 @@ def task_event(host, play, task, module, kind, result, start=None, end=None, che
         event['task_uuid'] = task_uuid
     if outcome == 'failed' and ignore_errors:
         event['ignored'] = True
-    if no_log:
+    # A skipped task has no result to hide, and the job events of ansible-runner do not say whether a skipped
+    # task was no_log: the callback and the converter record it the same way, uncensored.
+    if no_log and outcome != 'skipped':
         event['censored'] = True
         event['message'] = CENSORED
         return event
