@@ -37,7 +37,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,9 @@ import uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 sys.path.insert(0, os.path.join(ROOT, 'build', 'collections'))
+sys.path.insert(0, os.path.join(ROOT, 'tests', 'integration'))
 from ansible_collections.incident.response.plugins.module_utils import _incident  # noqa: E402 pylint: disable=wrong-import-position
+from conftest import stop_process_group  # noqa: E402 pylint: disable=wrong-import-position
 
 RULEBOOK = os.path.join(ROOT, 'build', 'eda-venv', 'bin', 'ansible-rulebook')
 BIN = os.path.join(ROOT, '.venv', 'bin')
@@ -173,16 +174,7 @@ class Lab(object):
 
     def stop(self):
         """The rulebook and the playbooks it started (its process group): a playbook left behind polls forever."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except OSError:
-                break  # the group is gone
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                continue
-            time.sleep(2)  # the rest of the group, then SIGKILL for what is left
+        stop_process_group(self.proc)
         self.log.close()
 
 
